@@ -1,0 +1,325 @@
+"""The catalog as the program deploys it: config + graph + what the package files say.
+
+`load_catalog` is everything that can be known before touching the cluster. It runs at the start
+of every preview and up (and of `make plan`), and raises one `ConfigError` listing every problem,
+so no resource is registered from a catalog that kpt would reject or misorder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from components.config import (
+    CatalogConfig,
+    ConfigError,
+    ManifestSpec,
+    PackageSpec,
+    parse_config,
+)
+from components.graph import Graph
+from components.scan import Inventory, KindRef, ManifestDocument, PackageScan, load_manifest
+from components.scan import scan_package as _scan_package
+
+__all__ = ["BUILTIN_GROUPS", "Catalog", "LoadedPackage", "load", "load_catalog"]
+
+# API groups the Kubernetes API server serves itself (plus kpt's own ResourceGroup).
+BUILTIN_GROUPS = frozenset(
+    {
+        "",
+        "admissionregistration.k8s.io",
+        "apiextensions.k8s.io",
+        "apiregistration.k8s.io",
+        "apps",
+        "authentication.k8s.io",
+        "authorization.k8s.io",
+        "autoscaling",
+        "batch",
+        "certificates.k8s.io",
+        "coordination.k8s.io",
+        "discovery.k8s.io",
+        "events.k8s.io",
+        "flowcontrol.apiserver.k8s.io",
+        "kpt.dev",
+        "networking.k8s.io",
+        "node.k8s.io",
+        "policy",
+        "rbac.authorization.k8s.io",
+        "resource.k8s.io",
+        "scheduling.k8s.io",
+        "storage.k8s.io",
+    }
+)
+# Namespaces every cluster has, so an inventory may live there without the package creating it.
+_EXISTING_NAMESPACES = frozenset({"default", "kube-system"})
+
+
+@dataclass(frozen=True)
+class LoadedPackage:
+    """A package with everything the program read from its files."""
+
+    spec: PackageSpec
+    directory: Path
+    """Absolute package directory (what `kpt live apply` gets)."""
+    inventory: Inventory
+    digest: str
+    object_count: int
+    """Objects in the package files (the inventory and local config excluded)."""
+    manifests: tuple[tuple[ManifestSpec, tuple[ManifestDocument, ...]], ...]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A validated catalog, in deploy order."""
+
+    config: CatalogConfig
+    graph: Graph
+    packages: tuple[LoadedPackage, ...]
+    """In deploy order."""
+    warnings: tuple[str, ...]
+
+
+def _plural_candidates(kind: str) -> set[str]:
+    """The plural names a CRD for `kind` may use (kubectl's default pluralisation)."""
+    lower = kind.lower()
+    candidates = {lower + "s", lower + "es"}
+    if lower.endswith("y"):
+        candidates.add(lower[:-1] + "ies")
+    return candidates
+
+
+def _awaited_kinds(package: PackageSpec) -> set[tuple[str, str]]:
+    """(plural, group) of every `crd/<plural>.<group>` the package waits for before its apply."""
+    awaited = set()
+    for wait in package.wait_before:
+        kind, _, name = wait.resource.partition("/")
+        if kind.lower() in ("crd", "crds", "customresourcedefinition", "customresourcedefinitions"):
+            plural, _, group = name.partition(".")
+            awaited.add((plural, group))
+    return awaited
+
+
+def _check_package_files(
+    spec: PackageSpec, key: str, directory: Path, scan: PackageScan
+) -> tuple[list[str], list[str]]:
+    problems = [f"{key}.path: {directory}: {p}" for p in scan.problems]
+    warnings: list[str] = []
+    if scan.nested_packages:
+        problems.append(
+            f"{key}.path: {directory} holds other kpt packages below it "
+            f"({', '.join(sorted(scan.nested_packages))}); kpt would apply them as part of "
+            f"{spec.name!r}. Point path at a leaf package"
+        )
+    fix = (
+        f"run `kpt live init {directory} --name {spec.name} --namespace <namespace> "
+        f"--inventory-id kpt-catalog-{spec.name}` once and commit resourcegroup.yaml"
+    )
+    if not scan.inventories:
+        has_kptfile = (directory / "Kptfile").is_file()
+        what = "no inventory" if has_kptfile else "not a kpt package (no Kptfile, no inventory)"
+        problems.append(f"{key}.path: {directory} is {what}: {fix}")
+    elif len(scan.inventories) > 1:
+        sources = ", ".join(i.source for i in scan.inventories)
+        problems.append(
+            f"{key}.path: {directory} has {len(scan.inventories)} inventories ({sources}); "
+            "kpt needs exactly one: keep resourcegroup.yaml and remove the others"
+        )
+    else:
+        inventory = scan.inventories[0]
+        missing = [
+            field
+            for field, value in (
+                ("name", inventory.name),
+                ("namespace", inventory.namespace),
+                ("inventory-id", inventory.inventory_id),
+            )
+            if not value
+        ]
+        if missing:
+            problems.append(
+                f"{key}.path: {directory}/{inventory.source} lacks {', '.join(missing)}: {fix}"
+            )
+        elif (
+            inventory.namespace not in scan.namespaces
+            and inventory.namespace not in _EXISTING_NAMESPACES
+        ):
+            warnings.append(
+                f"{key}: the inventory namespace {inventory.namespace!r} of package "
+                f"{spec.name!r} is not created by the package: it must exist before the apply"
+            )
+    return problems, warnings
+
+
+def load(get: Callable[[str], object], *, stack: str, base_dir: Path) -> Catalog:
+    """Parse the config values `get` returns and load the catalog they name: one ConfigError
+    with every problem of both, raised before anything could touch the cluster."""
+    try:
+        config = parse_config(get, stack=stack, base_dir=base_dir)
+    except ConfigError as error:
+        return load_catalog(error)
+    return load_catalog(config)
+
+
+def load_catalog(config: CatalogConfig | ConfigError) -> Catalog:
+    """Read and check every package and manifest; ConfigError listing all problems.
+
+    Given the `ConfigError` of `parse_config`, checks what it could parse too and raises one
+    error with every problem: the user fixes the config and the catalog in one round.
+    """
+    if isinstance(config, ConfigError):
+        if config.partial is None:
+            raise config
+        earlier = list(config.problems)
+        positions = {p.name: i for i, p in reversed(list(enumerate(config.partial.packages)))}
+        try:
+            _load(_checkable(config.partial), positions)
+        except ConfigError as error:
+            earlier.extend(p for p in error.problems if p not in earlier)
+        raise ConfigError(earlier)
+    return _load(config, {p.name: i for i, p in enumerate(config.packages)})
+
+
+def _load(config: CatalogConfig, index_of: dict[str, int]) -> Catalog:
+    """`load_catalog` proper; `index_of` gives each package's position in the config."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    if config.kubeconfig and not Path(config.kubeconfig).is_file():
+        problems.append(f"kubeconfig: {config.kubeconfig} does not exist or is not a file")
+    if not config.catalog_dir.is_dir():
+        what = "does not exist" if not config.catalog_dir.exists() else "is not a directory"
+        raise ConfigError(
+            [
+                f"catalogDir: {config.catalog_dir} {what}; expected the catalog's root directory",
+                *problems,
+            ]
+        )
+    try:
+        graph = Graph.build(config.packages)
+    except ConfigError as error:
+        problems.extend(error.problems)
+        graph = Graph(config.packages)
+    scans: dict[str, PackageScan] = {}
+    manifests: dict[str, list[tuple[ManifestSpec, tuple[ManifestDocument, ...]]]] = {}
+    for spec in graph.packages:
+        key = f"packages[{index_of[spec.name]}]"
+        directory = config.catalog_dir / spec.path
+        if not directory.is_dir():
+            what = "does not exist" if not directory.exists() else "is not a directory"
+            problems.append(f"{key}.path: {directory} {what}; expected a kpt package directory")
+        else:
+            scans[spec.name] = _scan_package(directory)
+            found, warned = _check_package_files(spec, key, directory, scans[spec.name])
+            problems.extend(found)
+            warnings.extend(warned)
+        manifests[spec.name] = []
+        for m_index, manifest in enumerate(spec.manifests):
+            label = f"{key}.manifests[{m_index}]"
+            documents, found = load_manifest(config.catalog_dir / manifest.file, label)
+            problems.extend(found)
+            manifests[spec.name].append((manifest, tuple(documents)))
+    problems.extend(_check_kinds(config, graph, scans, manifests, index_of))
+    problems.extend(_check_child_names(graph, manifests, index_of))
+    if problems:
+        raise ConfigError(problems)
+    return Catalog(
+        config=config,
+        graph=graph,
+        packages=tuple(
+            LoadedPackage(
+                spec=spec,
+                directory=config.catalog_dir / spec.path,
+                inventory=scans[spec.name].inventories[0],
+                digest=scans[spec.name].digest,
+                object_count=scans[spec.name].objects,
+                manifests=tuple(manifests[spec.name]),
+            )
+            for spec in graph.packages
+        ),
+        warnings=tuple(warnings),
+    )
+
+
+def _checkable(config: CatalogConfig) -> CatalogConfig:
+    """The packages of a partly invalid config whose files can still be checked on their own:
+    named uniquely, with their needs cut to known packages (those problems are reported)."""
+    names = [p.name for p in config.packages]
+    unique = [
+        p
+        for p in config.packages
+        if p.name and names.count(p.name) == 1 and p.path and not Path(p.path).is_absolute()
+    ]
+    known = {p.name for p in unique}
+    return replace(
+        config,
+        packages=tuple(replace(p, needs=tuple(n for n in p.needs if n in known)) for p in unique),
+    )
+
+
+def _check_kinds(
+    config: CatalogConfig,
+    graph: Graph,
+    scans: dict[str, PackageScan],
+    manifests: dict[str, list[tuple[ManifestSpec, tuple[ManifestDocument, ...]]]],
+    index_of: dict[str, int],
+) -> list[str]:
+    """Every custom kind used must come from the package itself, a package it needs, a CRD it
+    waits for, or `clusterProvidedKinds`: kpt cannot order across packages, so this is our job."""
+    providers: dict[KindRef, list[str]] = {}
+    for name, scan in scans.items():
+        for kind in scan.provides:
+            providers.setdefault(kind, []).append(name)
+    problems: list[str] = []
+    for spec in graph.packages:
+        key = f"packages[{index_of[spec.name]}]"
+        used: dict[KindRef, str] = dict(scans[spec.name].uses) if spec.name in scans else {}
+        for m_index, (_manifest, documents) in enumerate(manifests[spec.name]):
+            for document in documents:
+                used.setdefault(document.kind, f"manifests[{m_index}]")
+        try:
+            needed = graph.needs_closure(spec.name) | {spec.name}
+        except KeyError:  # a needs naming an unknown package, reported already
+            continue
+        awaited = _awaited_kinds(spec)
+        for kind, where in sorted(used.items()):
+            if kind.group in BUILTIN_GROUPS or str(kind) in config.cluster_provided_kinds:
+                continue
+            owners = providers.get(kind, [])
+            if any(owner in needed for owner in owners):
+                continue
+            if any((p, kind.group) in awaited for p in _plural_candidates(kind.kind)):
+                continue
+            if owners:
+                problems.append(
+                    f"{key}.needs: package {spec.name!r} uses {kind} ({where}) whose CRD is in "
+                    f"package {owners[0]!r}; add {owners[0]!r} to the needs of {spec.name!r}"
+                )
+            else:
+                problems.append(
+                    f"{key}: package {spec.name!r} uses {kind} ({where}) but no package provides "
+                    f"its CRD and {spec.name!r} does not wait for it: add a waitBefore on "
+                    f"crd/<plural>.{kind.group} condition=Established, or list {kind} in "
+                    "clusterProvidedKinds"
+                )
+    return problems
+
+
+def _check_child_names(
+    graph: Graph,
+    manifests: dict[str, list[tuple[ManifestSpec, tuple[ManifestDocument, ...]]]],
+    index_of: dict[str, int],
+) -> list[str]:
+    """Native objects name Pulumi resources `<package>-<kind>-<name>`: they must be unique."""
+    problems: list[str] = []
+    for spec in graph.packages:
+        seen: set[str] = set()
+        for _manifest, documents in manifests[spec.name]:
+            for document in documents:
+                child = f"{spec.name}-{document.kind.kind.lower()}-{document.name}"
+                if child in seen:
+                    problems.append(
+                        f"packages[{index_of[spec.name]}].manifests: two objects would both be "
+                        f"named {child!r}; each {document.kind.kind} needs a distinct name"
+                    )
+                seen.add(child)
+    return problems

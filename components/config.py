@@ -1,0 +1,429 @@
+"""The stack's configuration, validated once into frozen dataclasses.
+
+Everything here is pure: it takes plain values (as `pulumi.Config` or a stack file gives them) and
+either returns a `CatalogConfig` or raises `ConfigError` listing *every* problem found, each naming
+the config key, what was found and what was expected. Nothing touches the cluster or Pulumi.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = [
+    "CONFIG_KEYS",
+    "DEFAULT_CATALOG_DIR",
+    "CatalogConfig",
+    "ConfigError",
+    "ManifestSpec",
+    "PackageSpec",
+    "WaitSpec",
+    "format_duration",
+    "parse_config",
+    "parse_duration",
+    "structured_getter",
+]
+
+DEFAULT_CATALOG_DIR = "/var/lib/incus-rke2-cluster/kpt/catalog"
+DEFAULT_RECONCILE_TIMEOUT = 120
+DEFAULT_DESTROY_TIMEOUT = 300
+DEFAULT_WAIT_TIMEOUT = 120
+# kpt's --reconcile-timeout bounds each wait phase, and a package has one phase per dependency
+# level (namespace, CRD, objects, ...), so the whole apply may legitimately take several times it.
+APPLY_TIMEOUT_FACTOR = 4
+
+# Top-level keys of the `kpt-catalog:` namespace that the program reads.
+CONFIG_KEYS = (
+    "catalogDir",
+    "kubeconfig",
+    "context",
+    "clusterIdentifier",
+    "reapplyGeneration",
+    "clusterProvidedKinds",
+    "packages",
+)
+_PACKAGE_KEYS = frozenset(
+    {
+        "name",
+        "path",
+        "needs",
+        "reconcileTimeout",
+        "applyTimeout",
+        "destroyTimeout",
+        "serverSide",
+        "protect",
+        "waitBefore",
+        "waitAfter",
+        "manifests",
+    }
+)
+_WAIT_KEYS = frozenset({"resource", "for", "namespace", "selector", "timeout", "report"})
+_MANIFEST_KEYS = frozenset({"file", "waitFor", "timeout"})
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+class ConfigError(ValueError):
+    """The stack configuration or the catalog it names is not usable; lists every problem."""
+
+    def __init__(self, problems: Sequence[str], partial: CatalogConfig | None = None) -> None:
+        self.problems = tuple(problems)
+        self.partial = partial
+        """What could be parsed despite the problems, so the catalog's files can be checked too."""
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"kpt-catalog: {len(self.problems)} configuration problem(s):\n{lines}")
+
+
+@dataclass(frozen=True)
+class WaitSpec:
+    """One readiness gate, with `kubectl wait` meaning."""
+
+    resource: str
+    """What to wait for, as kubectl names it: `crd/connectors.tailscale.com`, `deployment/x`."""
+    condition: str
+    """The `for` key: `condition=Established`, `jsonpath={...}`, `delete`, or `rollout`."""
+    namespace: str
+    """Namespace of a namespaced resource; empty for cluster-scoped ones."""
+    selector: str
+    """Label selector (`-l`), empty for none."""
+    timeout: int
+    """Seconds kubectl may wait; the step's hard deadline is a little longer."""
+    report: str
+    """A jsonpath read after the wait succeeded and exported as a stack output; empty for none."""
+
+    def as_step_input(self) -> dict[str, str | int]:
+        """The wait as the step runner reads it from `KPT_CATALOG_WAITS`."""
+        return {
+            "resource": self.resource,
+            "for": self.condition,
+            "namespace": self.namespace,
+            "selector": self.selector,
+            "timeout": self.timeout,
+            "report": self.report,
+        }
+
+
+@dataclass(frozen=True)
+class ManifestSpec:
+    """A YAML file created as native Kubernetes resources after the package's waits."""
+
+    file: str
+    """Path relative to `catalogDir`."""
+    wait_for: str
+    """Condition the provider waits for on each object (`condition=ConnectorReady`), or empty."""
+    timeout: int
+    """Seconds the provider may take to create each object, including `wait_for`."""
+
+
+@dataclass(frozen=True)
+class PackageSpec:
+    """One kpt package of the catalog and its place in the graph."""
+
+    name: str
+    """Unique DNS label; names the component and its children (part of every URN)."""
+    path: str
+    """Package directory relative to `catalogDir`."""
+    needs: tuple[str, ...]
+    """Packages that must be fully deployed (waits and manifests included) before this one."""
+    reconcile_timeout: int
+    """Seconds: kpt's `--reconcile-timeout` (per wait phase) and the status check's bound."""
+    apply_timeout: int
+    """Seconds: hard deadline on the `kpt live apply` process."""
+    destroy_timeout: int
+    """Seconds: hard deadline on the `kpt live destroy` process."""
+    server_side: bool
+    """Apply with `--server-side` (large CRDs such as Envoy Gateway's)."""
+    protect: bool
+    """Pulumi `protect`: `make destroy` leaves the package in place."""
+    wait_before: tuple[WaitSpec, ...]
+    """Gates run before the apply (CRDs another controller registers at run time)."""
+    wait_after: tuple[WaitSpec, ...]
+    """Gates run after the apply (rollouts, CRDs Established, LoadBalancer addresses)."""
+    manifests: tuple[ManifestSpec, ...]
+    """Native Kubernetes resources created after `wait_after`."""
+
+    @property
+    def worst_case_seconds(self) -> int:
+        """Longest this package may take to deploy, from its timeouts."""
+        status_bound = self.reconcile_timeout
+        waits = sum(w.timeout for w in (*self.wait_before, *self.wait_after))
+        return self.apply_timeout + status_bound + waits + sum(m.timeout for m in self.manifests)
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """The whole stack configuration."""
+
+    catalog_dir: Path
+    """Absolute catalog root."""
+    kubeconfig: str
+    """Kubeconfig path handed to kpt, kubectl and the Kubernetes provider; empty for the default."""
+    context: str
+    """Kubeconfig context; empty for the current one."""
+    cluster_identifier: str
+    """Stable cluster identity for the Kubernetes provider (a changed URL must not replace)."""
+    reapply_generation: str
+    """Bump to re-run every package's apply on the next `pulumi up` (corrects drift)."""
+    cluster_provided_kinds: frozenset[str]
+    """`group/Kind` entries that the cluster provides without any package or wait."""
+    packages: tuple[PackageSpec, ...]
+    """In configuration order; the deploy order is derived by `components.graph`."""
+
+    def package(self, name: str) -> PackageSpec:
+        """The package named `name`."""
+        return next(p for p in self.packages if p.name == name)
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a Go-style duration (`90s`, `3m`, `1h30m`); ValueError when malformed or zero."""
+    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration such as 90s, 3m or 1h30m")
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ValueError(f"{text!r} must be longer than zero")
+    return total
+
+
+def format_duration(seconds: int) -> str:
+    """`150` -> `2m30s`: how durations read in messages and the plan."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    return text + (f"{secs}s" if secs or not text else "")
+
+
+class _Problems:
+    """Collects problems so that one run reports all of them."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.items.append(f"{key}: {message}")
+
+    def string(self, key: str, value: object, *, required: bool = False, default: str = "") -> str:
+        if value is None:
+            if required:
+                self.add(key, "is required (a string)")
+            return default
+        if not isinstance(value, str) or (required and not value.strip()):
+            self.add(key, f"expected a non-empty string, found {value!r}")
+            return default
+        return value
+
+    def boolean(self, key: str, value: object) -> bool:
+        if value is None:
+            return False
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        self.add(key, f"expected true or false, found {value!r}")
+        return False
+
+    def duration(self, key: str, value: object, default: int) -> int:
+        if value is None:
+            return default
+        try:
+            return parse_duration(value)  # type: ignore[arg-type]  # checked inside
+        except ValueError as error:
+            self.add(
+                key, f"expected a duration greater than zero such as 90s, 3m or 1h30m: {error}"
+            )
+            return default
+
+    def listing(self, key: str, value: object) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.add(key, f"expected a list, found {type(value).__name__} {value!r}")
+            return []
+        return value
+
+    def unknown_keys(self, key: str, value: Mapping[str, Any], allowed: frozenset[str]) -> None:
+        for extra in sorted(set(value) - allowed):
+            self.add(f"{key}.{extra}", f"unknown key; expected one of {', '.join(sorted(allowed))}")
+
+
+def _parse_wait(problems: _Problems, key: str, raw: object) -> WaitSpec | None:
+    if not isinstance(raw, dict):
+        problems.add(key, f"expected an object with resource, for and timeout, found {raw!r}")
+        return None
+    problems.unknown_keys(key, raw, _WAIT_KEYS)
+    resource = problems.string(f"{key}.resource", raw.get("resource"), required=True)
+    condition = problems.string(f"{key}.for", raw.get("for"), required=True)
+    if resource and "/" not in resource and not raw.get("selector"):
+        problems.add(
+            f"{key}.resource",
+            f"expected TYPE/NAME such as deployment/operator (or a type with selector), "
+            f"found {resource!r}",
+        )
+    return WaitSpec(
+        resource=resource,
+        condition=condition,
+        namespace=problems.string(f"{key}.namespace", raw.get("namespace")),
+        selector=problems.string(f"{key}.selector", raw.get("selector")),
+        timeout=problems.duration(f"{key}.timeout", raw.get("timeout"), DEFAULT_WAIT_TIMEOUT),
+        report=problems.string(f"{key}.report", raw.get("report")),
+    )
+
+
+def _parse_manifest(problems: _Problems, key: str, raw: object) -> ManifestSpec | None:
+    if isinstance(raw, str):
+        raw = {"file": raw}
+    if not isinstance(raw, dict):
+        problems.add(key, f"expected a file path or an object with file, found {raw!r}")
+        return None
+    problems.unknown_keys(key, raw, _MANIFEST_KEYS)
+    return ManifestSpec(
+        file=problems.string(f"{key}.file", raw.get("file"), required=True),
+        wait_for=problems.string(f"{key}.waitFor", raw.get("waitFor")),
+        timeout=problems.duration(f"{key}.timeout", raw.get("timeout"), 600),
+    )
+
+
+def _parse_package(problems: _Problems, key: str, raw: object) -> PackageSpec | None:
+    if not isinstance(raw, dict):
+        problems.add(key, f"expected an object with name and path, found {raw!r}")
+        return None
+    problems.unknown_keys(key, raw, _PACKAGE_KEYS)
+    name = problems.string(f"{key}.name", raw.get("name"), required=True)
+    if name and not _DNS_LABEL.match(name):
+        problems.add(
+            f"{key}.name",
+            f"{name!r} is not a DNS label (lower-case letters, digits and '-', at most 63)",
+        )
+    path = problems.string(f"{key}.path", raw.get("path"), required=True)
+    if path and Path(path).is_absolute():
+        problems.add(f"{key}.path", f"expected a path relative to catalogDir, found {path!r}")
+    needs = problems.listing(f"{key}.needs", raw.get("needs"))
+    for index, need in enumerate(needs):
+        if not isinstance(need, str):
+            problems.add(f"{key}.needs[{index}]", f"expected a package name, found {need!r}")
+    reconcile = problems.duration(
+        f"{key}.reconcileTimeout", raw.get("reconcileTimeout"), DEFAULT_RECONCILE_TIMEOUT
+    )
+
+    def gates(field: str) -> tuple[WaitSpec, ...]:
+        parsed = (
+            _parse_wait(problems, f"{key}.{field}[{i}]", w)
+            for i, w in enumerate(problems.listing(f"{key}.{field}", raw.get(field)))
+        )
+        return tuple(w for w in parsed if w is not None)
+
+    manifests = (
+        _parse_manifest(problems, f"{key}.manifests[{i}]", m)
+        for i, m in enumerate(problems.listing(f"{key}.manifests", raw.get("manifests")))
+    )
+    return PackageSpec(
+        name=name,
+        path=path,
+        needs=tuple(n for n in needs if isinstance(n, str)),
+        reconcile_timeout=reconcile,
+        apply_timeout=problems.duration(
+            f"{key}.applyTimeout", raw.get("applyTimeout"), APPLY_TIMEOUT_FACTOR * reconcile
+        ),
+        destroy_timeout=problems.duration(
+            f"{key}.destroyTimeout", raw.get("destroyTimeout"), DEFAULT_DESTROY_TIMEOUT
+        ),
+        server_side=problems.boolean(f"{key}.serverSide", raw.get("serverSide")),
+        protect=problems.boolean(f"{key}.protect", raw.get("protect")),
+        wait_before=gates("waitBefore"),
+        wait_after=gates("waitAfter"),
+        manifests=tuple(m for m in manifests if m is not None),
+    )
+
+
+def _check_names(problems: _Problems, packages: Sequence[PackageSpec]) -> None:
+    seen: dict[str, int] = {}
+    for index, package in enumerate(packages):
+        if package.name in seen:
+            problems.add(
+                f"packages[{index}].name",
+                f"duplicate package name {package.name!r} (also packages[{seen[package.name]}])",
+            )
+        seen.setdefault(package.name, index)
+    for index, package in enumerate(packages):
+        for need in package.needs:
+            if need not in seen:
+                problems.add(
+                    f"packages[{index}].needs",
+                    f"package {package.name!r} needs {need!r}, which is not a package of this "
+                    f"stack (known: {', '.join(sorted(seen))})",
+                )
+            elif need == package.name:
+                problems.add(f"packages[{index}].needs", f"package {package.name!r} needs itself")
+
+
+def parse_config(get: Callable[[str], object], *, stack: str, base_dir: Path) -> CatalogConfig:
+    """Validate the raw values `get(key)` returns for each key of `CONFIG_KEYS`.
+
+    `base_dir` resolves a relative `catalogDir` (the project directory). Graph problems that
+    need the whole graph (cycles) are checked by `components.graph`; files by `components.scan`.
+    """
+    problems = _Problems()
+    catalog_dir = problems.string("catalogDir", get("catalogDir"), default=DEFAULT_CATALOG_DIR)
+    kubeconfig = problems.string("kubeconfig", get("kubeconfig"))
+    context = problems.string("context", get("context"))
+    raw_kinds = problems.listing("clusterProvidedKinds", get("clusterProvidedKinds"))
+    for index, kind in enumerate(raw_kinds):
+        if not isinstance(kind, str) or "/" not in kind:
+            problems.add(
+                f"clusterProvidedKinds[{index}]",
+                f"expected group/Kind such as cilium.io/CiliumNode, found {kind!r}",
+            )
+    generation = get("reapplyGeneration")
+    raw_packages = get("packages")
+    if raw_packages is None:
+        problems.add("packages", "is required: a list of {name, path, needs, ...} objects")
+    packages = [
+        p
+        for i, raw in enumerate(problems.listing("packages", raw_packages))
+        if (p := _parse_package(problems, f"packages[{i}]", raw)) is not None
+    ]
+    if raw_packages is not None and not packages and not problems.items:
+        problems.add("packages", "expected at least one package, found an empty list")
+    _check_names(problems, packages)
+    root = Path(catalog_dir).expanduser()
+    config = CatalogConfig(
+        catalog_dir=root if root.is_absolute() else (base_dir / root),
+        kubeconfig=str(Path(kubeconfig).expanduser()) if kubeconfig else "",
+        context=context,
+        cluster_identifier=str(get("clusterIdentifier") or stack),
+        reapply_generation="" if generation is None else str(generation),
+        cluster_provided_kinds=frozenset(k for k in raw_kinds if isinstance(k, str)),
+        packages=tuple(packages),
+    )
+    if problems.items:
+        raise ConfigError(problems.items, partial=config)
+    return config
+
+
+# Keys whose values are structured (YAML lists/objects in the stack file, JSON in Pulumi config).
+_STRUCTURED_KEYS = frozenset({"packages", "clusterProvidedKinds"})
+
+
+class _ConfigSource(Protocol):
+    def get(self, key: str) -> str | None: ...
+
+
+def structured_getter(source: _ConfigSource) -> Callable[[str], object]:
+    """A `get` for `parse_config` over `pulumi.Config("kpt-catalog")`, which holds structured
+    values (lists, objects) as JSON text."""
+
+    def get(key: str) -> object:
+        value = source.get(key)
+        if value is None or key not in _STRUCTURED_KEYS:
+            return value
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value  # parse_config then says what was expected
+
+    return get

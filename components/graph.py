@@ -1,0 +1,144 @@
+"""The package graph: the one place deploy order, rollback order, waves and pictures come from.
+
+The edges are the packages' `needs`. Every view (the order the program registers components in,
+the rollback order, the plan's waves and critical path, the README's Mermaid diagram) is derived
+here, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from components.config import ConfigError, PackageSpec, format_duration
+
+__all__ = ["Graph"]
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A validated, acyclic package graph in a stable topological order."""
+
+    packages: tuple[PackageSpec, ...]
+    """Deploy order: every package after all it needs; ties keep configuration order."""
+
+    @classmethod
+    def build(cls, packages: Sequence[PackageSpec]) -> Graph:
+        """Order `packages`; ConfigError naming the cycle when there is one."""
+        by_name = {p.name: p for p in packages}
+        placed: dict[str, PackageSpec] = {}
+        while len(placed) < len(packages):
+            ready = [
+                p
+                for p in packages
+                if p.name not in placed and all(n in placed for n in p.needs if n in by_name)
+            ]
+            if not ready:
+                cycle = _find_cycle(by_name, [p for p in packages if p.name not in placed])
+                raise ConfigError(
+                    [
+                        "packages.needs: the packages form a cycle, so none of them can go first: "
+                        + " -> ".join(cycle)
+                    ]
+                )
+            placed[ready[0].name] = ready[0]
+        return cls(tuple(placed.values()))
+
+    @property
+    def deploy_order(self) -> tuple[str, ...]:
+        """Package names in the order `pulumi up` finishes them."""
+        return tuple(p.name for p in self.packages)
+
+    @property
+    def rollback_order(self) -> tuple[str, ...]:
+        """Package names in the order `pulumi destroy` removes them."""
+        return tuple(reversed(self.deploy_order))
+
+    def needs_closure(self, name: str) -> frozenset[str]:
+        """Every package `name` needs, directly or transitively."""
+        by_name = {p.name: p for p in self.packages}
+        seen: set[str] = set()
+        stack = list(by_name[name].needs)
+        while stack:
+            need = stack.pop()
+            if need not in seen:
+                seen.add(need)
+                stack.extend(by_name[need].needs)
+        return frozenset(seen)
+
+    def waves(self) -> tuple[tuple[str, ...], ...]:
+        """Groups that can run together: wave k holds packages whose longest chain of needs is k."""
+        level: dict[str, int] = {}
+        for package in self.packages:
+            level[package.name] = 1 + max((level[n] for n in package.needs), default=-1)
+        return tuple(
+            tuple(p.name for p in self.packages if level[p.name] == wave)
+            for wave in range(max(level.values(), default=-1) + 1)
+        )
+
+    def critical_path(self) -> tuple[tuple[str, ...], int]:
+        """The chain of needs with the largest worst case, and that worst case in seconds."""
+        finish: dict[str, tuple[int, tuple[str, ...]]] = {}
+        for package in self.packages:
+            start, chain = max(
+                (finish[n] for n in package.needs), default=(0, ()), key=lambda item: item[0]
+            )
+            finish[package.name] = (start + package.worst_case_seconds, (*chain, package.name))
+        seconds, chain = max(finish.values(), key=lambda item: item[0], default=(0, ()))
+        return chain, seconds
+
+    def sequential_seconds(self) -> int:
+        """Worst case of applying every package one after another, as the bash loop did."""
+        return sum(p.worst_case_seconds for p in self.packages)
+
+    def mermaid(self) -> str:
+        """A Mermaid flowchart: packages, their waits and native manifests, and the needs edges."""
+        lines = ["flowchart TD"]
+        for package in self.packages:
+            node = _node(package.name)
+            timeout = format_duration(package.reconcile_timeout)
+            lines.append(f'  subgraph {node}["{package.name} ({package.path})"]')
+            steps: list[tuple[str, str]] = []
+            if package.wait_before:
+                steps.append(("wait_before", _wait_label("wait before", package.wait_before)))
+            steps.append(("apply", f"kpt live apply, {timeout}"))
+            if package.wait_after:
+                steps.append(("wait_after", _wait_label("wait after", package.wait_after)))
+            steps.extend(
+                (f"manifest{index}", f"native: {manifest.file}")
+                for index, manifest in enumerate(package.manifests)
+            )
+            for step, label in steps:
+                lines.append(f'    {node}_{step}["{label}"]')
+            lines.extend(
+                f"    {node}_{a} --> {node}_{b}"
+                for (a, _), (b, _) in itertools.pairwise(steps)
+            )
+            lines.append("  end")
+        lines.extend(
+            f"  {_node(need)} --> {_node(package.name)}"
+            for package in self.packages
+            for need in package.needs
+        )
+        return "\n".join(lines) + "\n"
+
+
+def _node(name: str) -> str:
+    return "pkg_" + name.replace("-", "_")
+
+
+def _wait_label(title: str, waits: Sequence[object]) -> str:
+    resources = ", ".join(getattr(w, "resource", "") for w in waits)
+    return f"{title}: {resources}"
+
+
+def _find_cycle(by_name: dict[str, PackageSpec], remaining: Sequence[PackageSpec]) -> list[str]:
+    """A cycle among `remaining` (which all wait on each other), as a closed list of names."""
+    path: list[str] = [remaining[0].name]
+    while True:
+        current = by_name[path[-1]]
+        nxt = next(n for n in current.needs if n in by_name and n in {r.name for r in remaining})
+        if nxt in path:
+            return [*path[path.index(nxt) :], nxt]
+        path.append(nxt)

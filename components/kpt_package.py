@@ -1,0 +1,243 @@
+"""`KptPackage`: one kpt package of the catalog as a Pulumi component.
+
+Children, in the order they run (each depends on the one before; the first on every package this
+one needs, so the edges are explicit in state):
+
+1. `<package>-wait-before`  readiness gates before the apply (only when configured)
+2. `<package>-apply`        `kpt live apply` + `kpt live status`; delete runs `kpt live destroy`
+3. `<package>-wait-after`   readiness gates after the apply (only when configured)
+4. `<package>-<kind>-<name>` native Kubernetes objects from `manifests`
+
+Why it is built this way:
+- A change of the package's files must be an *update* that re-runs the apply, never a
+  replacement (a replacement of a kpt Command runs `kpt live destroy`). So the digest goes into
+  `environment`, and no Command here has `triggers` or `replace_on_changes`.
+- Commands are fixed strings; every value reaches the step runner through `environment`, so a
+  path holding spaces, quotes or `$(...)` is passed to kpt literally and runs nothing.
+- `pulumi destroy` runs the delete stored in state: everything it needs (inventory name,
+  namespace, ID, cluster access, deadline) is in the apply Command's environment.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_command as command
+import pulumi_kubernetes as kubernetes
+
+from components import kptstep
+from components.catalog import LoadedPackage
+from components.config import CatalogConfig, WaitSpec
+
+__all__ = ["KptPackage", "KptPackageArgs", "KubernetesObject"]
+
+TYPE_TOKEN = "kpt-catalog:index:KptPackage"  # noqa: S105  (a type token, not a password)
+# Pulumi kills a Command at its custom timeout; the step's own deadlines fire first and say why.
+_BACKSTOP_SECONDS = 120
+_APPLY = kptstep.step_command(kptstep.SUBCOMMAND_APPLY)
+_DESTROY = kptstep.step_command(kptstep.SUBCOMMAND_DESTROY)
+_WAIT = kptstep.step_command(kptstep.SUBCOMMAND_WAIT)
+
+
+@dataclass(frozen=True)
+class KptPackageArgs:
+    """What a `KptPackage` deploys and how it reaches the cluster."""
+
+    package: LoadedPackage
+    """The package, its inventory, digest and native manifests."""
+    config: CatalogConfig
+    """Cluster access (kubeconfig, context) and the re-apply generation."""
+    provider: kubernetes.Provider
+    """The explicit provider for native manifests (same kubeconfig and context as kpt)."""
+    needs: tuple[pulumi.Resource, ...] = ()
+    """Components of the packages this one needs; its first step waits for all of them."""
+
+
+class KubernetesObject(pulumi.CustomResource):
+    """Any Kubernetes object, registered with the provider from its full manifest."""
+
+    status: pulumi.Output[Any]
+    """The object's live status, as the provider read it after creating it."""
+
+    def __init__(
+        self, resource_name: str, body: dict[str, Any], opts: pulumi.ResourceOptions
+    ) -> None:
+        api_version = str(body["apiVersion"])
+        # The provider's type tokens name the core group explicitly: `kubernetes:core/v1:...`.
+        group_version = "core/v1" if api_version == "v1" else api_version
+        props = {**body, "status": None}
+        super().__init__(f"kubernetes:{group_version}:{body['kind']}", resource_name, props, opts)
+
+
+class KptPackage(pulumi.ComponentResource):
+    """A kpt package applied, gated and rolled back as one unit of the catalog graph."""
+
+    digest: pulumi.Output[str]
+    """sha256 of the package's files at the last deploy."""
+    objects: pulumi.Output[int]
+    """Objects kpt reported applied, from the step's result line."""
+    addresses: pulumi.Output[dict[str, str]]
+    """What users look for after a deploy: the values `waitAfter` reports read (LoadBalancer
+    addresses), and the tailnet IPs of native objects that have them (the Connector)."""
+
+    def __init__(
+        self, name: str, args: KptPackageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        package = args.package
+        spec = package.spec
+        child = pulumi.ResourceOptions(parent=self)
+        access = {
+            kptstep.ENV_PACKAGE: spec.name,
+            kptstep.ENV_KUBECONFIG: args.config.kubeconfig,
+            kptstep.ENV_CONTEXT: args.config.context,
+        }
+        rerun = {
+            kptstep.ENV_DIGEST: package.digest,
+            kptstep.ENV_GENERATION: args.config.reapply_generation,
+        }
+        upstream: list[pulumi.Resource] = list(args.needs)
+
+        before = self._gate(name, "wait-before", spec.wait_before, {**access, **rerun}, upstream)
+        if before is not None:
+            upstream = [before]
+
+        apply_environment = {
+            **access,
+            **rerun,
+            kptstep.ENV_DIR: str(package.directory),
+            kptstep.ENV_RECONCILE_TIMEOUT: str(spec.reconcile_timeout),
+            kptstep.ENV_APPLY_TIMEOUT: str(spec.apply_timeout),
+            kptstep.ENV_DESTROY_TIMEOUT: str(spec.destroy_timeout),
+            kptstep.ENV_SERVER_SIDE: "true" if spec.server_side else "false",
+            kptstep.ENV_INVENTORY_NAME: package.inventory.name,
+            kptstep.ENV_INVENTORY_NAMESPACE: package.inventory.namespace,
+            kptstep.ENV_INVENTORY_ID: package.inventory.inventory_id,
+        }
+        apply_deadline = spec.apply_timeout + spec.reconcile_timeout + _BACKSTOP_SECONDS
+        apply = command.local.Command(
+            f"{name}-apply",
+            create=_APPLY,
+            update=_APPLY,
+            delete=_DESTROY,
+            environment=apply_environment,
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions.merge(
+                child,
+                pulumi.ResourceOptions(
+                    depends_on=upstream,
+                    custom_timeouts=pulumi.CustomTimeouts(
+                        create=f"{apply_deadline}s",
+                        update=f"{apply_deadline}s",
+                        delete=f"{spec.destroy_timeout + _BACKSTOP_SECONDS}s",
+                    ),
+                ),
+            ),
+        )
+        upstream = [apply]
+
+        after = self._gate(name, "wait-after", spec.wait_after, {**access, **rerun}, upstream)
+        if after is not None:
+            upstream = [after]
+
+        statuses: dict[str, pulumi.Output[Any]] = {}
+        for manifest, documents in package.manifests:
+            for document in documents:
+                body = _with_wait_for(document.body, manifest.wait_for)
+                object_name = f"{name}-{document.kind.kind.lower()}-{document.name}"
+                native = KubernetesObject(
+                    object_name,
+                    body,
+                    pulumi.ResourceOptions.merge(
+                        child,
+                        pulumi.ResourceOptions(
+                            provider=args.provider,
+                            depends_on=upstream,
+                            custom_timeouts=pulumi.CustomTimeouts(
+                                create=f"{manifest.timeout}s", update=f"{manifest.timeout}s"
+                            ),
+                        ),
+                    ),
+                )
+                statuses[object_name] = native.status
+
+        self.digest = pulumi.Output.from_input(package.digest)
+        self.objects = apply.stdout.apply(lambda out: int(_result(out).get("objects", 0)))
+        reports: pulumi.Output[Any] = (
+            after.stdout.apply(lambda out: _result(out).get("reports", {}))
+            if after is not None
+            else pulumi.Output.from_input({})
+        )
+        # Output.all() of nothing is a list, not a dict.
+        live: pulumi.Output[Any] = (
+            pulumi.Output.all(**statuses) if statuses else pulumi.Output.from_input({})
+        )
+        self.addresses = pulumi.Output.all(reports, live).apply(
+            lambda both: _addresses(both[0], both[1])
+        )
+        self.register_outputs(
+            {"digest": self.digest, "objects": self.objects, "addresses": self.addresses}
+        )
+
+    def _gate(
+        self,
+        name: str,
+        phase: str,
+        waits: tuple[WaitSpec, ...],
+        environment: dict[str, str],
+        upstream: list[pulumi.Resource],
+    ) -> command.local.Command | None:
+        """A Command running `waits` (no delete: a gate has nothing to roll back)."""
+        if not waits:
+            return None
+        deadline = sum(w.timeout for w in waits) + _BACKSTOP_SECONDS * len(waits)
+        return command.local.Command(
+            f"{name}-{phase}",
+            create=_WAIT,
+            update=_WAIT,
+            environment={
+                **environment,
+                kptstep.ENV_PHASE: phase,
+                kptstep.ENV_WAITS: json.dumps([w.as_step_input() for w in waits]),
+            },
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=upstream,
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{deadline}s", update=f"{deadline}s"),
+            ),
+        )
+
+
+def _result(stdout: str | None) -> dict[str, Any]:
+    """The step's result line (the last line starting with the result prefix), or {}."""
+    for line in reversed((stdout or "").splitlines()):
+        if line.startswith(kptstep.RESULT_PREFIX):
+            parsed = json.loads(line[len(kptstep.RESULT_PREFIX) :])
+            return parsed if isinstance(parsed, dict) else {}
+    return {}
+
+
+def _addresses(reports: dict[str, Any], statuses: dict[str, Any]) -> dict[str, str]:
+    """Wait reports plus `status.tailnetIPs` of the native objects that report them."""
+    found = {str(key): str(value) for key, value in reports.items()}
+    for object_name, status in statuses.items():
+        ips = status.get("tailnetIPs") if isinstance(status, dict) else None
+        if ips:
+            found[object_name] = ",".join(str(ip) for ip in ips)
+    return found
+
+
+def _with_wait_for(body: dict[str, Any], wait_for: str) -> dict[str, Any]:
+    """`body` with the provider's `pulumi.com/waitFor` annotation when a condition is set."""
+    if not wait_for:
+        return body
+    metadata = dict(body.get("metadata") or {})
+    metadata["annotations"] = {
+        **(metadata.get("annotations") or {}),
+        "pulumi.com/waitFor": wait_for,
+    }
+    return {**body, "metadata": metadata}

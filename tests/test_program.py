@@ -1,0 +1,311 @@
+"""The real program under mocks: graph, order, names, and update-never-replace."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import ProgramRun, Registration, run_program
+
+COMMAND = "command:local:Command"
+COMPONENT = "kpt-catalog:index:KptPackage"
+
+# Every URN the dev stack registers. These are users' state: a change here destroys and recreates
+# (for an apply Command: runs `kpt live destroy`). Never edit this list without adding aliases.
+DEV_URNS = [
+    "urn:pulumi:dev::kpt-catalog::pulumi:providers:kubernetes::kubernetes",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage::kube-vip",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::kube-vip-apply",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::kube-vip-wait-after",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage::cilium",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::cilium-wait-before",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::cilium-apply",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage::tailscale",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::tailscale-apply",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::tailscale-wait-after",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$kubernetes:tailscale.com/v1alpha1:Connector::tailscale-connector-cluster-subnet-router",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage::headscale",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::headscale-apply",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::headscale-wait-after",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage::envoy-gateway",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::envoy-gateway-apply",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::envoy-gateway-wait-after",
+]
+
+
+@pytest.fixture
+def dev_run(dev_config: dict[str, Any]) -> ProgramRun:
+    return run_program(dev_config)
+
+
+def _custom(run: ProgramRun) -> list[Registration]:
+    return [r for r in run.registrations if r.type != COMPONENT and "providers" not in r.type]
+
+
+def _needs_graph(run: ProgramRun) -> dict[str, set[str]]:
+    """Name -> names of everything it must come after (transitively).
+
+    An explicit dependency on a component means "after all of its children"; a child also comes
+    after whatever its parent component depends on (but not after its siblings).
+    """
+    by_urn = {r.urn: r for r in run.registrations}
+    children: dict[str, list[str]] = {}
+    for r in run.registrations:
+        children.setdefault(r.parent, []).append(r.urn)
+
+    def direct(urn: str) -> set[str]:
+        registration = by_urn[urn]
+        deps: set[str] = set()
+        for dep in registration.dependencies:
+            deps.add(dep)
+            deps.update(children.get(dep, []))
+        if registration.parent in by_urn:
+            deps.add(registration.parent)
+        return deps
+
+    closure: dict[str, set[str]] = {}
+
+    def visit(urn: str) -> set[str]:
+        if urn not in closure:
+            closure[urn] = set()
+            found: set[str] = set()
+            for dep in direct(urn):
+                found.add(dep)
+                found |= visit(dep)
+            closure[urn] = found
+        return closure[urn]
+
+    return {by_urn[u].name: {by_urn[d].name for d in visit(u)} for u in by_urn}
+
+
+def _topological(run: ProgramRun) -> list[str]:
+    """The order the engine may create custom resources in (ties by registration)."""
+    after = _needs_graph(run)
+    names = [r.name for r in _custom(run)]
+    order: list[str] = []
+    while len(order) < len(names):
+        ready = [
+            n for n in names if n not in order and all(d in order for d in after[n] if d in names)
+        ]
+        assert ready, "dependency cycle"
+        order.append(ready[0])
+    return order
+
+
+def test_every_urn_of_the_dev_stack_is_pinned(dev_run: ProgramRun) -> None:
+    assert sorted(r.urn for r in dev_run.registrations) == sorted(DEV_URNS)
+
+
+def test_deploy_order_follows_the_seed(dev_run: ProgramRun) -> None:
+    after = _needs_graph(dev_run)
+    chain = [
+        "kube-vip-apply",
+        "cilium-wait-before",
+        "cilium-apply",
+        "tailscale-apply",
+        "tailscale-wait-after",
+        "tailscale-connector-cluster-subnet-router",
+        "headscale-apply",
+    ]
+    for earlier, later in itertools.pairwise(chain):
+        assert earlier in after[later], f"{later} does not wait for {earlier}"
+    # The Tailscale operator also needs kube-vip directly (VIP routes), not only through cilium.
+    tailscale_apply = dev_run.by_name("tailscale-apply")
+    assert dev_run.by_name("kube-vip-apply").urn in tailscale_apply.dependencies
+    # envoy-gateway needs cilium only: it runs beside the Tailscale branch.
+    assert "cilium-apply" in after["envoy-gateway-apply"]
+    tailscale_branch = {n for n in dev_run.names() if n.startswith(("tailscale", "headscale"))}
+    assert not tailscale_branch & after["envoy-gateway-apply"]
+    assert not tailscale_branch & after["envoy-gateway-wait-after"]
+
+
+def test_first_child_carries_the_needs_edges(dev_run: ProgramRun) -> None:
+    # A dependency on a component is recorded as one on each of its children (the engine waits
+    # for all of them): the Connector and the waits included.
+    def children(*packages: str) -> set[str]:
+        return {
+            r.urn
+            for r in dev_run.registrations
+            if r.parent.endswith(tuple(f"::{p}" for p in packages))
+        }
+
+    expected = {
+        "kube-vip-apply": set(),
+        "cilium-wait-before": children("kube-vip"),
+        "tailscale-apply": children("cilium", "kube-vip"),
+        "headscale-apply": children("tailscale", "cilium"),
+        "envoy-gateway-apply": children("cilium"),
+    }
+    assert (
+        dev_run.by_name("tailscale-connector-cluster-subnet-router").urn
+        in expected["headscale-apply"]
+    )
+    for name, needs in expected.items():
+        assert set(dev_run.by_name(name).dependencies) == needs, name
+    for name in ("kube-vip", "cilium", "tailscale", "headscale", "envoy-gateway"):
+        first_child = "cilium-wait-before" if name == "cilium" else f"{name}-apply"
+        assert set(dev_run.by_name(name).dependencies) == expected[first_child], name
+
+
+def test_destroy_order_is_the_reverse_with_the_connector_before_its_operator(
+    dev_run: ProgramRun,
+) -> None:
+    after = _needs_graph(dev_run)
+    deletes = [
+        r.name for r in dev_run.registrations if "delete" in r.inputs or "Connector" in r.type
+    ]
+    # The engine deletes X before Y whenever X depends on Y. Derive that order from the edges:
+    destroy = list(reversed(_topological(dev_run)))
+    destroy = [n for n in destroy if n in deletes]
+    for index, name in enumerate(destroy):
+        assert not any(name in after[later] for later in destroy[index + 1 :]), destroy
+    # The seed's rollback order is what the edges force, step by step.
+    seed_rollback = [
+        "envoy-gateway-apply",
+        "headscale-apply",
+        "tailscale-connector-cluster-subnet-router",
+        "tailscale-apply",
+        "cilium-apply",
+        "kube-vip-apply",
+    ]
+    assert sorted(seed_rollback) == sorted(deletes)
+    forced = [
+        ("headscale-apply", "tailscale-connector-cluster-subnet-router"),
+        ("tailscale-connector-cluster-subnet-router", "tailscale-apply"),
+        ("tailscale-apply", "cilium-apply"),
+        ("headscale-apply", "cilium-apply"),
+        ("envoy-gateway-apply", "cilium-apply"),
+        ("cilium-apply", "kube-vip-apply"),
+    ]
+    for first, then in forced:
+        assert then in after[first], f"{first} is not deleted before {then}"
+    for index, name in enumerate(seed_rollback):
+        assert not any(name in after[later] for later in seed_rollback[index + 1 :])
+    # envoy-gateway and the Tailscale branch are independent: either may go first.
+    assert "envoy-gateway-apply" not in after["headscale-apply"]
+    assert "headscale-apply" not in after["envoy-gateway-apply"]
+
+
+def test_kube_vip_is_protected_and_nothing_else(dev_run: ProgramRun) -> None:
+    protected = {r.name for r in dev_run.registrations if r.protect}
+    assert protected == {"kube-vip", "kube-vip-apply", "kube-vip-wait-after"}
+
+
+def test_no_command_can_be_replaced(dev_run: ProgramRun) -> None:
+    for registration in dev_run.registrations:
+        if registration.type == COMMAND:
+            assert "triggers" not in registration.inputs, registration.name
+            # pulumi-command's SDK always sends `triggers[*]`; it is inert without triggers.
+            assert registration.replace_on_changes == ("triggers[*]",), registration.name
+            assert registration.inputs["addPreviousOutputInEnv"] is False, registration.name
+
+
+def test_apply_commands_are_fixed_strings(dev_run: ProgramRun) -> None:
+    for registration in dev_run.registrations:
+        if registration.name.endswith("-apply"):
+            assert registration.inputs["create"] == "python3 components/kptstep.py apply"
+            assert registration.inputs["update"] == "python3 components/kptstep.py apply"
+            assert registration.inputs["delete"] == "python3 components/kptstep.py destroy"
+        elif registration.type == COMMAND:
+            assert registration.inputs["create"] == "python3 components/kptstep.py wait"
+            assert "delete" not in registration.inputs, registration.name
+
+
+def _changed(before: ProgramRun, after: ProgramRun) -> dict[str, set[str]]:
+    """Resource name -> input keys whose values differ (environment keys as environment.K)."""
+    changed: dict[str, set[str]] = {}
+    old = {r.name: r for r in before.registrations}
+    for registration in after.registrations:
+        previous = old[registration.name]
+        keys = set()
+        for key in set(previous.inputs) | set(registration.inputs):
+            a, b = previous.inputs.get(key), registration.inputs.get(key)
+            if key == "environment" and isinstance(a, dict) and isinstance(b, dict):
+                keys |= {f"environment.{k}" for k in set(a) | set(b) if a.get(k) != b.get(k)}
+            elif a != b:
+                keys.add(key)
+        if keys:
+            changed[registration.name] = keys
+    return changed
+
+
+def test_editing_one_file_updates_that_package_only(
+    dev_config: dict[str, Any], catalog: Path
+) -> None:
+    before = run_program(dev_config)
+    same = run_program(dev_config)
+    assert _changed(before, same) == {}, "an unchanged catalog must show no change at all"
+
+    deployment = catalog / "mesh" / "headscale" / "deployment.yaml"
+    deployment.write_text(deployment.read_text().replace("replicas: 1", "replicas: 2"))
+    edited = run_program(dev_config)
+
+    assert sorted(r.urn for r in edited.registrations) == sorted(
+        r.urn for r in before.registrations
+    )
+    # The apply re-runs through its digest; the package's gates re-run with it. Nothing else.
+    assert _changed(before, edited) == {
+        "headscale-apply": {"environment.KPT_CATALOG_DIGEST"},
+        "headscale-wait-after": {"environment.KPT_CATALOG_DIGEST"},
+    }
+
+
+def test_reapply_generation_updates_every_package_without_replacing(
+    dev_config: dict[str, Any],
+) -> None:
+    before = run_program(dev_config)
+    bumped = run_program({**dev_config, "reapplyGeneration": "2"})
+    changed = _changed(before, bumped)
+    commands = {r.name for r in before.registrations if r.type == COMMAND}
+    assert set(changed) == commands
+    assert all(keys == {"environment.KPT_CATALOG_GENERATION"} for keys in changed.values())
+
+
+def test_connector_is_native_and_waits_for_ready(dev_run: ProgramRun) -> None:
+    connector = dev_run.by_name("tailscale-connector-cluster-subnet-router")
+    assert connector.type == "kubernetes:tailscale.com/v1alpha1:Connector"
+    assert connector.inputs["spec"]["subnetRouter"]["advertiseRoutes"] == [
+        "10.80.15.1/32",
+        "10.80.8.128/26",
+    ]
+    annotations = connector.inputs["metadata"]["annotations"]
+    assert annotations["pulumi.com/waitFor"] == "condition=ConnectorReady"
+    assert connector.custom_timeouts["create"] == "300s"
+    provider = dev_run.by_name("kubernetes")
+    assert provider.inputs["clusterIdentifier"] == "dev"
+
+
+def test_stack_outputs(dev_config: dict[str, Any]) -> None:
+    result = (
+        'kpt-catalog-result: {"package": "headscale", "step": "wait-after", '
+        '"reports": {"headscale/svc/headscale": "10.80.8.130"}}'
+    )
+    run = run_program(
+        dev_config,
+        command_stdout={
+            "headscale-wait-after": "progress\n" + result + "\n",
+            "cilium-apply": "kpt-catalog-result: "
+            '{"package": "cilium", "step": "apply", "objects": 5}\n',
+        },
+    )
+    assert run.outputs["deployOrder"] == [
+        "kube-vip",
+        "cilium",
+        "tailscale",
+        "headscale",
+        "envoy-gateway",
+    ]
+    assert run.outputs["rollbackOrder"] == list(reversed(run.outputs["deployOrder"]))
+    assert run.outputs["objects"]["cilium"] == 5
+    assert run.outputs["addresses"]["headscale"] == {"headscale/svc/headscale": "10.80.8.130"}
+    assert len(run.outputs["digests"]["headscale"]) == 64
+
+
+def test_dev_stack_config_is_not_mutated_by_runs(dev_config: dict[str, Any]) -> None:
+    snapshot = copy.deepcopy(dev_config)
+    run_program(dev_config)
+    assert dev_config == snapshot

@@ -1,0 +1,230 @@
+"""Bad input stops the real program before any resource is registered, naming key and fix."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.config import ConfigError
+from tests.harness import run_program
+
+Mutation = Callable[[dict[str, Any], Path], object]  # tuple-lambdas do several edits
+
+
+def _package(config: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(p for p in config["packages"] if p["name"] == name)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+CASES: dict[str, tuple[Mutation, list[str]]] = {
+    "catalogDir missing": (
+        lambda c, cat: c.update(catalogDir=str(cat / "nowhere")),
+        ["catalogDir:", "nowhere does not exist", "catalog's root directory"],
+    ),
+    "catalogDir is a file": (
+        lambda c, cat: c.update(catalogDir=str(cat / "ha" / "kube-vip" / "Kptfile")),
+        ["catalogDir:", "is not a directory"],
+    ),
+    "package path missing": (
+        lambda c, cat: _package(c, "cilium").update(path="networking/cilum"),
+        ["packages[1].path:", "networking/cilum does not exist", "kpt package directory"],
+    ),
+    "package path is a file": (
+        lambda c, cat: _package(c, "cilium").update(path="networking/cilium/bgp.yaml"),
+        ["packages[1].path:", "bgp.yaml is not a directory"],
+    ),
+    "package path absolute": (
+        lambda c, cat: _package(c, "cilium").update(path="/etc"),
+        ["packages[1].path:", "expected a path relative to catalogDir"],
+    ),
+    "not a kpt package": (
+        lambda c, cat: (
+            _write(cat / "empty" / ".keep", ""),
+            _package(c, "cilium").update(path="empty"),
+        ),
+        ["packages[1].path:", "is not a kpt package (no Kptfile, no inventory)", "kpt live init"],
+    ),
+    "nested package": (
+        lambda c, cat: _write(cat / "mesh/headscale/extra/Kptfile", "apiVersion: kpt.dev/v1\n"),
+        ["packages[3].path:", "holds other kpt packages below it (extra)", "leaf package"],
+    ),
+    "no inventory": (
+        lambda c, cat: (cat / "mesh/headscale/resourcegroup.yaml").unlink(),
+        [
+            "packages[3].path:",
+            "is no inventory",
+            "kpt live init",
+            "--name headscale",
+            "--inventory-id kpt-catalog-headscale",
+        ],
+    ),
+    "two inventories": (
+        lambda c, cat: _write(
+            cat / "mesh/headscale/Kptfile",
+            "apiVersion: kpt.dev/v1\nkind: Kptfile\nmetadata: {name: headscale}\n"
+            "inventory: {name: hs, namespace: headscale, inventoryID: abc}\n",
+        ),
+        ["packages[3].path:", "has 2 inventories", "resourcegroup.yaml", "Kptfile (inventory:)"],
+    ),
+    "inventory without id": (
+        lambda c, cat: _write(
+            cat / "mesh/headscale/resourcegroup.yaml",
+            "apiVersion: kpt.dev/v1alpha1\nkind: ResourceGroup\n"
+            "metadata: {name: headscale, namespace: headscale}\n",
+        ),
+        ["packages[3].path:", "lacks inventory-id"],
+    ),
+    "reconcileTimeout not a duration": (
+        lambda c, cat: _package(c, "cilium").update(reconcileTimeout="2 minutes"),
+        ["packages[1].reconcileTimeout:", "'2 minutes' is not a duration"],
+    ),
+    "zero timeout": (
+        lambda c, cat: _package(c, "cilium").update(destroyTimeout="0s"),
+        ["packages[1].destroyTimeout:", "must be longer than zero"],
+    ),
+    "negative wait timeout": (
+        lambda c, cat: _package(c, "tailscale")["waitAfter"][0].update(timeout="-1m"),
+        ["packages[2].waitAfter[0].timeout:", "'-1m' is not a duration"],
+    ),
+    "needs unknown": (
+        lambda c, cat: _package(c, "headscale").update(needs=["tailscal", "cilium"]),
+        ["packages[3].needs:", "'headscale' needs 'tailscal'", "known: cilium"],
+    ),
+    "cycle": (
+        lambda c, cat: _package(c, "kube-vip").update(needs=["headscale"]),
+        ["packages.needs:", "cycle", "kube-vip -> headscale -> tailscale -> cilium -> kube-vip"],
+    ),
+    "duplicate name": (
+        lambda c, cat: _package(c, "envoy-gateway").update(name="cilium"),
+        ["packages[4].name:", "duplicate package name 'cilium' (also packages[1])"],
+    ),
+    "name not a DNS label": (
+        lambda c, cat: _package(c, "envoy-gateway").update(name="Envoy_Gateway"),
+        ["packages[4].name:", "'Envoy_Gateway' is not a DNS label"],
+    ),
+    "unknown package key": (
+        lambda c, cat: _package(c, "cilium").update(reconcileTimout="2m"),
+        ["packages[1].reconcileTimout:", "unknown key"],
+    ),
+    "serverSide not a bool": (
+        lambda c, cat: _package(c, "envoy-gateway").update(serverSide="yes"),
+        ["packages[4].serverSide:", "expected true or false, found 'yes'"],
+    ),
+    "manifest missing": (
+        lambda c, cat: (cat / "mesh/tailscale/03-connector.yaml").unlink(),
+        ["packages[2].manifests[0]:", "cannot read", "03-connector.yaml"],
+    ),
+    "manifest not YAML": (
+        lambda c, cat: _write(cat / "mesh/tailscale/03-connector.yaml", "kind: [Connector\n"),
+        ["packages[2].manifests[0]:", "is not valid YAML"],
+    ),
+    "manifest without kind and name": (
+        lambda c, cat: _write(
+            cat / "mesh/tailscale/03-connector.yaml",
+            "apiVersion: tailscale.com/v1alpha1\nmetadata: {}\nspec: {}\n",
+        ),
+        ["packages[2].manifests[0]:", "document 1: missing kind, metadata.name"],
+    ),
+    "wait without resource and for": (
+        lambda c, cat: _package(c, "headscale")["waitAfter"].append({"timeout": "1m"}),
+        [
+            "packages[3].waitAfter[1].resource: is required",
+            "packages[3].waitAfter[1].for: is required",
+        ],
+    ),
+    "kubeconfig missing": (
+        lambda c, cat: c.update(kubeconfig=str(cat / "no-such-kubeconfig")),
+        ["kubeconfig:", "no-such-kubeconfig does not exist"],
+    ),
+    "packages not a list": (
+        lambda c, cat: c.update(packages="kube-vip,cilium"),
+        ["packages: expected a list"],
+    ),
+    "missing needs edge for a CRD": (
+        # headscale would create a Connector, whose CRD the tailscale package holds.
+        lambda c, cat: (
+            shutil.copy(
+                cat / "mesh/tailscale/03-connector.yaml", cat / "mesh/headscale/connector.yaml"
+            ),
+            _package(c, "headscale").update(needs=["cilium"]),
+        ),
+        [
+            "packages[3].needs:",
+            "'headscale' uses tailscale.com/Connector (connector.yaml)",
+            "whose CRD is in package 'tailscale'",
+            "add 'tailscale' to the needs of 'headscale'",
+        ],
+    ),
+    "kind provided and awaited by no one": (
+        lambda c, cat: _package(c, "cilium").update(waitBefore=[]),
+        [
+            "packages[1]: package 'cilium' uses cilium.io/CiliumBGPAdvertisement (bgp.yaml)",
+            "no package provides its CRD",
+            "waitBefore on crd/<plural>.cilium.io",
+            "clusterProvidedKinds",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_refused_before_anything_is_registered(
+    case: str, dev_config: dict[str, Any], catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mutate, expected = CASES[case]
+    mutate(dev_config, catalog)
+    run = run_program(dev_config, raise_errors=False)
+    assert isinstance(run.error, ConfigError), run.error
+    message = str(run.error)
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
+    assert run.registrations == []
+
+
+def test_every_problem_is_reported_at_once(dev_config: dict[str, Any], catalog: Path) -> None:
+    _package(dev_config, "cilium").update(reconcileTimeout="soon")
+    _package(dev_config, "headscale").update(needs=["nope"])
+    (catalog / "networking/envoy-gateway/resourcegroup.yaml").unlink()
+    with pytest.raises(ConfigError) as raised:
+        run_program(dev_config)
+    problems = raised.value.problems
+    assert any(p.startswith("packages[1].reconcileTimeout:") for p in problems)
+    assert any(p.startswith("packages[3].needs:") for p in problems)
+    assert any("envoy-gateway is no inventory" in p for p in problems)
+    assert "3 configuration problem(s)" in str(raised.value)
+
+
+def test_cluster_provided_kinds_accept_a_runtime_kind(
+    dev_config: dict[str, Any],
+) -> None:
+    _package(dev_config, "cilium").update(waitBefore=[])
+    dev_config["clusterProvidedKinds"] = [
+        "cilium.io/CiliumLoadBalancerIPPool",
+        "cilium.io/CiliumL2AnnouncementPolicy",
+        "cilium.io/CiliumBGPClusterConfig",
+        "cilium.io/CiliumBGPPeerConfig",
+        "cilium.io/CiliumBGPAdvertisement",
+    ]
+    run = run_program(dev_config)
+    assert "cilium-apply" in run.names()
+
+
+def test_inventory_namespace_not_created_is_a_warning(
+    dev_config: dict[str, Any], catalog: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (catalog / "mesh/headscale/00-namespace.yaml").unlink()
+    run = run_program(dev_config)
+    assert "headscale-apply" in run.names()
+    assert any(
+        "inventory namespace 'headscale'" in record.getMessage()
+        and "must exist before the apply" in record.getMessage()
+        for record in caplog.records
+    ), [r.getMessage() for r in caplog.records]
