@@ -19,9 +19,10 @@ def _package(config: dict[str, Any], name: str) -> dict[str, Any]:
     return next(p for p in config["packages"] if p["name"] == name)
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+    return path
 
 
 CASES: dict[str, tuple[Mutation, list[str]]] = {
