@@ -1,0 +1,71 @@
+"""`make plan`: the plan a user reads, and the README's picture generated from the same graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components.graph import Graph
+from tests.harness import EXAMPLE_CATALOG, ROOT
+from tools import plan
+from tools.stackfile import load_stack_config
+
+
+def test_plan_of_the_dev_stack(capsys: pytest.CaptureFixture[str]) -> None:
+    assert plan.main(["--stack", "dev", "--catalog-dir", str(EXAMPLE_CATALOG)]) == 0
+    out = capsys.readouterr().out
+    assert "  1. kube-vip\n  2. cilium\n  3. tailscale, envoy-gateway\n  4. headscale\n" in out
+    rollback = out[out.index("Rollback order") :]
+    lines = [line.split(":")[0].strip() for line in rollback.splitlines()[1:5]]
+    assert lines == ["envoy-gateway", "headscale", "tailscale", "cilium"]
+    assert "tailscale: native mesh/tailscale/03-connector.yaml first" in rollback
+    assert "kept (protected, removed only with the cluster): kube-vip" in rollback
+    assert "Critical path: kube-vip -> cilium -> tailscale -> headscale" in out
+    # 8m+2m+2m (kube-vip) + 8m+2m+10m (cilium) + 12m+3m+4m+5m (tailscale) + 12m+3m+3m
+    assert "worst case from the timeouts: 1h14m" in out
+    assert "as the bash loop did: 1h32m" in out
+    assert "kpt live apply --server-side --reconcile-timeout=3m" in out
+
+
+def test_plan_without_the_catalog_still_shows_the_graph(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert plan.main(["--catalog-dir", str(tmp_path / "absent")]) == 0
+    out = capsys.readouterr().out
+    assert "not found here: the graph comes from the stack file alone" in out
+    assert "3. tailscale, envoy-gateway" in out
+
+
+def test_plan_names_a_bad_stack_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert plan.main(["--stack", "nosuchstack"]) == 1
+    assert "Pulumi.nosuchstack.yaml does not exist" in capsys.readouterr().err
+
+
+def test_plan_reports_catalog_problems(capsys: pytest.CaptureFixture[str], catalog: Path) -> None:
+    (catalog / "networking/cilium/resourcegroup.yaml").unlink()
+    assert plan.main(["--catalog-dir", str(catalog)]) == 1
+    err = capsys.readouterr().err
+    assert "packages[1].path:" in err and "kpt live init" in err
+
+
+def test_readme_graph_is_the_generated_one() -> None:
+    graph = Graph.build(load_stack_config("dev").packages)
+    readme = (ROOT / "README.md").read_text()
+    assert plan.readme_with_diagram(readme, graph) == readme, (
+        "README.md's graph is stale: run `make plan-readme`"
+    )
+
+
+def test_mermaid_has_every_package_wait_and_manifest() -> None:
+    graph = Graph.build(load_stack_config("dev").packages)
+    diagram = graph.mermaid()
+    for node in (
+        'pkg_cilium_wait_before["wait before: crd/ciliumloadbalancerippools.cilium.io',
+        'pkg_tailscale_manifest0["native: mesh/tailscale/03-connector.yaml"]',
+        "pkg_tailscale_wait_after --> pkg_tailscale_manifest0",
+        "pkg_cilium --> pkg_envoy_gateway",
+        "pkg_tailscale --> pkg_headscale",
+    ):
+        assert node in diagram
+    assert "pkg_tailscale --> pkg_envoy_gateway" not in diagram
