@@ -40,8 +40,9 @@ def render_plan(config: CatalogConfig, graph: Graph, catalog: Catalog | None) ->
             lines.append(f"    wait before: {wait.resource} {wait.condition}")
         side = " --server-side" if spec.server_side else ""
         digest = f" digest {loaded[spec.name].digest[:12]}" if spec.name in loaded else ""
+        reconcile = format_duration(spec.reconcile_timeout)
         lines.append(
-            f"    kpt live apply{side} --reconcile-timeout={format_duration(spec.reconcile_timeout)}"
+            f"    kpt live apply{side} --reconcile-timeout={reconcile}"
             f" (killed after {format_duration(spec.apply_timeout)}), then status{digest}"
         )
         for wait in spec.wait_after:
