@@ -31,6 +31,7 @@ import pulumi_kubernetes as kubernetes
 from components import kptstep
 from components.catalog import LoadedPackage
 from components.config import CatalogConfig, WaitSpec
+from components.environment import apply_environment, gate_environment
 
 __all__ = ["KptPackage", "KptPackageArgs", "KubernetesObject"]
 
@@ -90,40 +91,19 @@ class KptPackage(pulumi.ComponentResource):
         package = args.package
         spec = package.spec
         child = pulumi.ResourceOptions(parent=self)
-        access = {
-            kptstep.ENV_PACKAGE: spec.name,
-            kptstep.ENV_KUBECONFIG: args.config.kubeconfig,
-            kptstep.ENV_CONTEXT: args.config.context,
-        }
-        rerun = {
-            kptstep.ENV_DIGEST: package.digest,
-            kptstep.ENV_GENERATION: args.config.reapply_generation,
-        }
         upstream: list[pulumi.Resource] = list(args.needs)
 
-        before = self._gate(name, "wait-before", spec.wait_before, {**access, **rerun}, upstream)
+        before = self._gate(args, "wait-before", spec.wait_before, upstream)
         if before is not None:
             upstream = [before]
 
-        apply_environment = {
-            **access,
-            **rerun,
-            kptstep.ENV_DIR: str(package.directory),
-            kptstep.ENV_RECONCILE_TIMEOUT: str(spec.reconcile_timeout),
-            kptstep.ENV_APPLY_TIMEOUT: str(spec.apply_timeout),
-            kptstep.ENV_DESTROY_TIMEOUT: str(spec.destroy_timeout),
-            kptstep.ENV_SERVER_SIDE: "true" if spec.server_side else "false",
-            kptstep.ENV_INVENTORY_NAME: package.inventory.name,
-            kptstep.ENV_INVENTORY_NAMESPACE: package.inventory.namespace,
-            kptstep.ENV_INVENTORY_ID: package.inventory.inventory_id,
-        }
         apply_deadline = spec.apply_timeout + spec.reconcile_timeout + _BACKSTOP_SECONDS
         apply = command.local.Command(
             f"{name}-apply",
             create=_APPLY,
             update=_APPLY,
             delete=_DESTROY,
-            environment=apply_environment,
+            environment=apply_environment(package, args.config),
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions.merge(
                 child,
@@ -139,7 +119,7 @@ class KptPackage(pulumi.ComponentResource):
         )
         upstream = [apply]
 
-        after = self._gate(name, "wait-after", spec.wait_after, {**access, **rerun}, upstream)
+        after = self._gate(args, "wait-after", spec.wait_after, upstream)
         if after is not None:
             upstream = [after]
 
@@ -184,10 +164,9 @@ class KptPackage(pulumi.ComponentResource):
 
     def _gate(
         self,
-        name: str,
+        args: KptPackageArgs,
         phase: str,
         waits: tuple[WaitSpec, ...],
-        environment: dict[str, str],
         upstream: list[pulumi.Resource],
     ) -> command.local.Command | None:
         """A Command running `waits` (no delete: a gate has nothing to roll back)."""
@@ -195,14 +174,10 @@ class KptPackage(pulumi.ComponentResource):
             return None
         deadline = sum(w.timeout for w in waits) + _BACKSTOP_SECONDS * len(waits)
         return command.local.Command(
-            f"{name}-{phase}",
+            f"{args.package.spec.name}-{phase}",
             create=_WAIT,
             update=_WAIT,
-            environment={
-                **environment,
-                kptstep.ENV_PHASE: phase,
-                kptstep.ENV_WAITS: json.dumps([w.as_step_input() for w in waits]),
-            },
+            environment=gate_environment(args.package, args.config, phase, waits),
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(
                 parent=self,

@@ -1,0 +1,55 @@
+"""The environment each step gets: the one definition the Pulumi Commands and `make status` share.
+
+These dictionaries end up in Pulumi state, and `pulumi destroy` runs the stored delete with the
+stored environment, so the variable names are the frozen interface of `docs/step-contract.md`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from components import kptstep
+from components.catalog import LoadedPackage
+from components.config import CatalogConfig, WaitSpec
+
+__all__ = ["apply_environment", "gate_environment"]
+
+
+def _common(package: LoadedPackage, config: CatalogConfig) -> dict[str, str]:
+    """Cluster access, plus what makes every step of the package re-run: its digest and the
+    stack's re-apply generation (an environment change is an update, never a replacement)."""
+    return {
+        kptstep.ENV_PACKAGE: package.spec.name,
+        kptstep.ENV_KUBECONFIG: config.kubeconfig,
+        kptstep.ENV_CONTEXT: config.context,
+        kptstep.ENV_DIGEST: package.digest,
+        kptstep.ENV_GENERATION: config.reapply_generation,
+    }
+
+
+def apply_environment(package: LoadedPackage, config: CatalogConfig) -> dict[str, str]:
+    """Everything `kptstep.py apply`, and months later `kptstep.py destroy`, needs."""
+    spec = package.spec
+    return {
+        **_common(package, config),
+        kptstep.ENV_DIR: str(package.directory),
+        kptstep.ENV_RECONCILE_TIMEOUT: str(spec.reconcile_timeout),
+        kptstep.ENV_APPLY_TIMEOUT: str(spec.apply_timeout),
+        kptstep.ENV_DESTROY_TIMEOUT: str(spec.destroy_timeout),
+        kptstep.ENV_SERVER_SIDE: "true" if spec.server_side else "false",
+        kptstep.ENV_INVENTORY_NAME: package.inventory.name,
+        kptstep.ENV_INVENTORY_NAMESPACE: package.inventory.namespace,
+        kptstep.ENV_INVENTORY_ID: package.inventory.inventory_id,
+    }
+
+
+def gate_environment(
+    package: LoadedPackage, config: CatalogConfig, phase: str, waits: Sequence[WaitSpec]
+) -> dict[str, str]:
+    """What `kptstep.py wait` needs for one phase's gates."""
+    return {
+        **_common(package, config),
+        kptstep.ENV_PHASE: phase,
+        kptstep.ENV_WAITS: json.dumps([w.as_step_input() for w in waits]),
+    }
