@@ -4,9 +4,9 @@
 # The Makefile's up/preview/destroy go through here so that they work on a machine that never
 # ran `pulumi login`, without changing that machine's global login:
 #   - pulumi, kpt and kubectl must be on PATH (the program shells out to kpt and kubectl);
-#   - if `pulumi whoami` succeeds (logged in, or PULUMI_BACKEND_URL set), that backend is used;
-#     otherwise state goes to <project>/.pulumi-state through PULUMI_BACKEND_URL for this run
-#     only (never `pulumi login`, which would rewrite ~/.pulumi/credentials.json);
+#   - if PULUMI_BACKEND_URL is set, or `pulumi whoami` succeeds (logged in), that backend is
+#     used; otherwise state goes to <project>/.pulumi-state through PULUMI_BACKEND_URL for this
+#     run only (never `pulumi login`, which would rewrite ~/.pulumi/credentials.json);
 #   - the stack ${STACK:-dev} is selected, and created if it does not exist yet;
 #   - then `pulumi <args> --stack <stack>` runs.
 set -eu
@@ -50,7 +50,11 @@ else
 	mkdir -p "$state_dir"
 	PULUMI_BACKEND_URL=file://$state_dir
 	export PULUMI_BACKEND_URL
-	say "not logged in to a Pulumi backend (pulumi whoami: ${whoami_error:-failed})"
+	newline='
+'
+	# whoami's last line is its reason (e.g. no PULUMI_ACCESS_TOKEN); the rest is preamble.
+	whoami_reason=${whoami_error##*"$newline"}
+	say "not logged in to a Pulumi backend (pulumi whoami: ${whoami_reason:-failed})"
 	say "keeping this project's state in $state_dir; run 'pulumi login' first to use another backend"
 	if [ -z "${PULUMI_CONFIG_PASSPHRASE+set}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE+set}" ]; then
 		PULUMI_CONFIG_PASSPHRASE=''
