@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ __all__ = [
     "ManifestDocument",
     "PackageScan",
     "load_manifest",
+    "package_digest",
     "scan_package",
 ]
 
@@ -146,37 +148,126 @@ def _note_object(scan: PackageScan, document: dict[str, Any], relative: str) -> 
 
 
 def scan_package(root: Path) -> PackageScan:
-    """Digest and read the package at `root` (which must be a directory)."""
+    """Digest and read the package at `root` (which must be a directory).
+
+    Each file is read once: its bytes feed the digest and the object scan. The scan reads only
+    what the checks need (group, kind, CRD identity, namespaces, inventories), so a multi-megabyte
+    CRD costs a regex pass and a few hundred parser events, not a full YAML load.
+    """
     scan = PackageScan()
     digest = hashlib.sha256()
     for relative, path in _walk(root):
         content = path.read_bytes()
-        name = relative.encode()
-        # Length-prefixed, so no two different packages can feed the same byte stream.
-        digest.update(b"%d:%s%d:" % (len(name), name, len(content)))
-        digest.update(content)
+        _feed(digest, relative, content)
         scan.files += 1
         base = relative.rpartition("/")[2]
         if base == "Kptfile" and "/" in relative:
             scan.nested_packages.append(relative.rpartition("/")[0])
-        if base != "Kptfile" and not base.endswith(_YAML_SUFFIXES):
-            continue
-        try:
-            documents = [d for d in yaml.load_all(content, Loader=_Loader) if d is not None]
-        except yaml.YAMLError as error:
-            scan.problems.append(f"{relative}: not valid YAML: {error}".replace("\n", " "))
-            continue
-        for document in documents:
-            if not isinstance(document, dict):
-                continue
-            at_root = "/" not in relative
-            inventory = _read_inventory(document, relative, kptfile=base == "Kptfile")
-            if inventory is not None and at_root:
-                scan.inventories.append(inventory)
-            elif base != "Kptfile" and document.get("kind") != "ResourceGroup":
-                _note_object(scan, document, relative)
+        if base == "Kptfile":
+            _scan_kptfile(scan, relative, content, at_root="/" not in relative)
+        elif base.endswith(_YAML_SUFFIXES):
+            _scan_yaml(scan, relative, content)
     scan.digest = digest.hexdigest()
     return scan
+
+
+def package_digest(root: Path) -> str:
+    """The digest `scan_package` computes, without the object scan (for the benchmark)."""
+    digest = hashlib.sha256()
+    for relative, path in _walk(root):
+        _feed(digest, relative, path.read_bytes())
+    return digest.hexdigest()
+
+
+def _feed(digest: hashlib._Hash, relative: str, content: bytes) -> None:
+    name = relative.encode()
+    # Length-prefixed, so no two different packages can feed the same byte stream.
+    digest.update(b"%d:%s%d:" % (len(name), name, len(content)))
+    digest.update(content)
+
+
+def _scan_kptfile(scan: PackageScan, relative: str, content: bytes, *, at_root: bool) -> None:
+    try:
+        document = yaml.load(content, Loader=_Loader)  # noqa: S506  (a safe loader, see _Loader)
+    except yaml.YAMLError as error:
+        scan.problems.append(f"{relative}: not valid YAML: {error}".replace("\n", " "))
+        return
+    if isinstance(document, dict) and at_root:
+        inventory = _read_inventory(document, relative, kptfile=True)
+        if inventory is not None:
+            scan.inventories.append(inventory)
+
+
+# Document separators, and the top-level (column 0) apiVersion and kind of a block-style object.
+_SEPARATOR = re.compile(rb"^---[ \t]*(?:#.*)?$", re.MULTILINE)
+_TOP_KEYS = re.compile(rb"^(apiVersion|kind):[ \t]*[\"']?([^\s\"'#]+)", re.MULTILINE)
+# Objects whose body the checks read; every other object only needs its group and kind.
+_READ_WHOLE = frozenset({"Namespace", "ResourceGroup"})
+
+
+def _scan_yaml(scan: PackageScan, relative: str, content: bytes) -> None:
+    for chunk in _SEPARATOR.split(content):
+        top = {key.decode(): value.decode() for key, value in _TOP_KEYS.findall(chunk)}
+        kind, api_version = top.get("kind"), top.get("apiVersion")
+        if kind and api_version and kind not in _READ_WHOLE and _LOCAL_CONFIG.encode() not in chunk:
+            ref = KindRef(api_version.rpartition("/")[0], kind)
+            if kind == "CustomResourceDefinition":
+                provided = _crd_kind(chunk)
+                if provided is None:  # unusual layout: fall back to a full load
+                    _scan_document(scan, relative, chunk)
+                    continue
+                scan.provides.add(provided)
+            scan.objects += 1
+            scan.uses.setdefault(ref, relative)
+        elif chunk.strip():
+            _scan_document(scan, relative, chunk)
+
+
+def _scan_document(scan: PackageScan, relative: str, chunk: bytes) -> None:
+    try:
+        document = yaml.load(chunk, Loader=_Loader)  # noqa: S506  (a safe loader, see _Loader)
+    except yaml.YAMLError as error:
+        scan.problems.append(f"{relative}: not valid YAML: {error}".replace("\n", " "))
+        return
+    if not isinstance(document, dict):
+        return
+    inventory = _read_inventory(document, relative, kptfile=False)
+    if inventory is not None:
+        if "/" not in relative:
+            scan.inventories.append(inventory)
+    elif document.get("kind") != "ResourceGroup":
+        _note_object(scan, document, relative)
+
+
+def _crd_kind(chunk: bytes) -> KindRef | None:
+    """`spec.group` and `spec.names.kind` of a CRD, from parser events, stopping as soon as both
+    are known (they precede the large schema in generated CRDs)."""
+    keys: list[str | None] = []  # per open mapping or sequence: the current key (None in a list)
+    wants_key: list[bool] = []  # per open container: is the next scalar a mapping key?
+    found: dict[tuple[str | None, ...], str] = {}
+    for event in yaml.parse(chunk, Loader=_Loader):
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            keys.append(None)
+            wants_key.append(isinstance(event, yaml.MappingStartEvent))
+            continue
+        if isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            keys.pop()
+            wants_key.pop()
+        elif isinstance(event, yaml.ScalarEvent | yaml.AliasEvent) and keys:
+            if wants_key[-1]:
+                keys[-1] = getattr(event, "value", None)
+                wants_key[-1] = False
+                continue
+            found.setdefault(tuple(keys), str(getattr(event, "value", "")))
+        else:
+            continue
+        # A value (scalar or container) just ended: its parent mapping expects a key next.
+        if keys and keys[-1] is not None:
+            wants_key[-1] = True
+        group, kind = found.get(("spec", "group")), found.get(("spec", "names", "kind"))
+        if group and kind:
+            return KindRef(group, kind)
+    return None
 
 
 def load_manifest(path: Path, label: str) -> tuple[list[ManifestDocument], list[str]]:

@@ -1,0 +1,204 @@
+"""The command strings the program registers, run in a shell the way the command provider runs
+them, against the stand-in `kpt` and `kubectl` of `tests/fakebin` (which record their arguments).
+
+A simulated `pulumi up` runs every create in dependency order; a simulated `pulumi destroy` runs
+every delete in reverse. The tests assert what the user's cluster would see: which commands run,
+in what order, with which arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import EXAMPLE_CATALOG, ROOT, ProgramRun, Registration, dev_stack_config
+from tests.harness import run_program as _run_program
+
+FAKEBIN = ROOT / "tests" / "fakebin"
+COMMAND = "command:local:Command"
+# A directory name a naive `create="kpt live apply " + path` would execute.
+HOSTILE = "cat $(touch PWNED) `touch PWNED2` 'single' \"double\" ; touch PWNED3"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project directory holding the step runner, as the command provider's cwd."""
+    target = tmp_path / "project"
+    shutil.copytree(ROOT / "components", target / "components")
+    return target
+
+
+def _shell(
+    script: str, environment: dict[str, str], cwd: Path, record: Path, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `script` as pulumi-command's local provider does: `/bin/sh -c <script>`."""
+    env = {
+        **os.environ,
+        **environment,
+        "PATH": f"{FAKEBIN}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_RECORD": str(record),
+        **extra,
+    }
+    return subprocess.run(
+        ["/bin/sh", "-c", script], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def _calls(record: Path) -> list[dict[str, Any]]:
+    if not record.exists():
+        return []
+    return [json.loads(line) for line in record.read_text().splitlines()]
+
+
+def _commands_in_dependency_order(run: ProgramRun) -> list[Registration]:
+    """Commands in an order the engine may run them: each after everything it depends on."""
+    by_urn = {r.urn: r for r in run.registrations}
+    children: dict[str, list[str]] = {}
+    for r in run.registrations:
+        children.setdefault(r.parent, []).append(r.urn)
+    done: list[str] = []
+
+    def ready(r: Registration) -> bool:
+        deps = {d for dep in r.dependencies for d in [dep, *children.get(dep, [])]}
+        return all(d in done or by_urn[d].type != COMMAND for d in deps if d in by_urn)
+
+    # Registration order is asynchronous; pick among ready commands by the deploy order.
+    order = run.outputs["deployOrder"]
+    pending = sorted(
+        (r for r in run.registrations if r.type == COMMAND),
+        key=lambda r: order.index(r.parent.rpartition("::")[2]),
+    )
+    ordered: list[Registration] = []
+    while pending:
+        step = next(r for r in pending if ready(r))
+        pending.remove(step)
+        done.append(step.urn)
+        ordered.append(step)
+    return ordered
+
+
+def _describe(call: dict[str, Any]) -> str:
+    """`kpt live apply <dir-basename>` / `kubectl wait <resource>`: enough to read an order."""
+    argv = call["argv"]
+    if call["tool"] == "kpt":
+        target = Path(argv[2]).name if argv[1] != "destroy" else "<inventory>"
+        return f"kpt live {argv[1]} {target}"
+    words = 3 if argv[0] == "rollout" else 2  # `rollout status R`, `wait R`, `get R`
+    return "kubectl " + " ".join(argv[:words])
+
+
+def test_simulated_up_runs_the_seed_sequence(project: Path, catalog: Path, tmp_path: Path) -> None:
+    config = {**dev_stack_config(), "catalogDir": str(catalog)}
+    run = _run_program(config)
+    record = tmp_path / "calls.jsonl"
+    for command in _commands_in_dependency_order(run):
+        result = _shell(command.inputs["create"], command.inputs["environment"], project, record)
+        assert result.returncode == 0, (command.name, result.stderr)
+        assert "kpt-catalog-result: " in result.stdout.splitlines()[-1]
+    sequence = [_describe(c) for c in _calls(record)]
+    expected_kube_vip = [
+        "kpt live apply kube-vip",
+        "kpt live status kube-vip",
+        "kubectl rollout status daemonset/kube-vip-ds",
+    ]
+    assert sequence[:3] == expected_kube_vip
+    index = sequence.index
+    # cilium waits for its runtime CRDs before its apply
+    assert index("kubectl wait crd/ciliumloadbalancerippools.cilium.io") < index(
+        "kpt live apply cilium"
+    )
+    # the Tailscale operator: apply, status, rollout, CRD Established (the Connector follows
+    # through the provider), then headscale
+    tailscale = [
+        "kpt live apply operator",
+        "kpt live status operator",
+        "kubectl rollout status deployment/operator",
+        "kubectl wait crd/connectors.tailscale.com",
+        "kpt live apply headscale",
+        "kpt live status headscale",
+        "kubectl wait svc/headscale",
+    ]
+    assert [s for s in sequence if s in tailscale] == tailscale
+    assert index("kpt live apply cilium") < index("kpt live apply envoy-gateway")
+
+
+def test_hostile_catalog_path_is_passed_literally(project: Path, tmp_path: Path) -> None:
+    hostile = tmp_path / HOSTILE
+    shutil.copytree(EXAMPLE_CATALOG, hostile)
+    kubeconfig = tmp_path / "kube config $(touch PWNED4)"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    config = {
+        **dev_stack_config(),
+        "catalogDir": str(hostile),
+        "kubeconfig": str(kubeconfig),
+        "context": "ctx 'x' $(touch PWNED5)",
+    }
+    run = _run_program(config)
+    apply = run.by_name("headscale-apply")
+    gate = run.by_name("headscale-wait-after")
+    # The strings never hold a value: only the environment does.
+    assert apply.inputs["create"] == "python3 components/kptstep.py apply"
+    assert HOSTILE not in apply.inputs["create"] + apply.inputs["delete"]
+    record = tmp_path / "calls.jsonl"
+    for script in (apply.inputs["create"], apply.inputs["update"], gate.inputs["create"]):
+        result = _shell(
+            script, apply.inputs["environment"] | gate.inputs["environment"], project, record
+        )
+        assert result.returncode == 0, result.stderr
+    calls = _calls(record)
+    package_dir = str(hostile / "mesh" / "headscale")
+    kpt_calls = [c for c in calls if c["tool"] == "kpt"]
+    assert [c["argv"][:3] for c in kpt_calls] == [
+        ["live", "apply", package_dir],
+        ["live", "status", package_dir],
+        ["live", "apply", package_dir],
+        ["live", "status", package_dir],
+    ]
+    for call in calls:
+        argv = call["argv"]
+        assert argv[argv.index("--kubeconfig") + 1] == str(kubeconfig)
+        assert argv[argv.index("--context") + 1] == "ctx 'x' $(touch PWNED5)"
+    leftovers = [p for p in (tmp_path, project, ROOT) for p in p.rglob("PWNED*")]
+    assert leftovers == []
+    # The Kubernetes provider gets the same kubeconfig and context.
+    provider = run.by_name("kubernetes")
+    assert provider.inputs["kubeconfig"] == str(kubeconfig)
+    assert provider.inputs["context"] == "ctx 'x' $(touch PWNED5)"
+
+
+def test_simulated_destroy_works_after_the_catalog_is_gone(
+    project: Path, catalog: Path, tmp_path: Path
+) -> None:
+    run = _run_program({**dev_stack_config(), "catalogDir": str(catalog)})
+    shutil.rmtree(catalog)  # moved, renamed or deleted since the deploy
+    record = tmp_path / "calls.jsonl"
+    deletes = [c for c in reversed(_commands_in_dependency_order(run)) if "delete" in c.inputs]
+    assert [c.name for c in deletes][:1] == ["envoy-gateway-apply"]
+    for command in deletes:
+        if command.protect:
+            continue  # `make destroy` is --exclude-protected
+        result = _shell(command.inputs["delete"], command.inputs["environment"], project, record)
+        assert result.returncode == 0, (command.name, result.stderr)
+    destroyed = []
+    for call in _calls(record):
+        assert call["argv"][:2] == ["live", "destroy"]
+        files = call["dir_files"]
+        assert list(files) == ["resourcegroup.yaml"], files
+        destroyed.append(files["resourcegroup.yaml"])
+    expected = [
+        ("envoy-gateway", "envoy-gateway-system", "kpt-catalog-envoy-gateway"),
+        ("headscale", "headscale", "kpt-catalog-headscale"),
+        ("tailscale-operator", "tailscale-system", "kpt-catalog-tailscale-operator"),
+        ("cilium", "kube-system", "kpt-catalog-cilium"),
+    ]
+    assert len(destroyed) == len(expected)
+    for text, (name, namespace, inventory_id) in zip(destroyed, expected, strict=True):
+        assert "kind: ResourceGroup" in text
+        assert f'name: "{name}"' in text or f"name: {name}" in text
+        assert namespace in text and inventory_id in text
