@@ -20,7 +20,6 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,9 +144,11 @@ class KptPackage(pulumi.ComponentResource):
                 statuses[object_name] = native.status
 
         self.digest = pulumi.Output.from_input(package.digest)
-        self.objects = apply.stdout.apply(lambda out: int(_result(out).get("objects", 0)))
+        self.objects = apply.stdout.apply(
+            lambda out: int(str(kptstep.parse_result(out).get("objects", 0)))
+        )
         reports: pulumi.Output[Any] = (
-            after.stdout.apply(lambda out: _result(out).get("reports", {}))
+            after.stdout.apply(lambda out: kptstep.parse_result(out).get("reports", {}))
             if after is not None
             else pulumi.Output.from_input({})
         )
@@ -185,15 +186,6 @@ class KptPackage(pulumi.ComponentResource):
                 custom_timeouts=pulumi.CustomTimeouts(create=f"{deadline}s", update=f"{deadline}s"),
             ),
         )
-
-
-def _result(stdout: str | None) -> dict[str, Any]:
-    """The step's result line (the last line starting with the result prefix), or {}."""
-    for line in reversed((stdout or "").splitlines()):
-        if line.startswith(kptstep.RESULT_PREFIX):
-            parsed = json.loads(line[len(kptstep.RESULT_PREFIX) :])
-            return parsed if isinstance(parsed, dict) else {}
-    return {}
 
 
 def _addresses(reports: dict[str, Any], statuses: dict[str, Any]) -> dict[str, str]:

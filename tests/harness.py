@@ -121,6 +121,7 @@ def run_program(
     command_stdout: Mapping[str, str] | None = None,
     preview: bool = False,
     raise_errors: bool = True,
+    program: Path = MAIN,
 ) -> ProgramRun:
     """Evaluate `__main__.py` with `config` (plain values) under fresh mocks.
 
@@ -139,7 +140,7 @@ def run_program(
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]  # the SDK's decorator is untyped
     def evaluate() -> pulumi.Output[Any]:
-        exports = runpy.run_path(str(MAIN), run_name="__main__")
+        exports = runpy.run_path(str(program), run_name="__main__")
         stack_outputs = pulumi.runtime.settings.get_root_resource()
         del exports
         captured = getattr(stack_outputs, "outputs", {})

@@ -61,11 +61,7 @@ def check_package(package: LoadedPackage, config: CatalogConfig) -> tuple[bool, 
         text=True,
         check=False,
     )
-    result: dict[str, object] = {}
-    for line in reversed(completed.stdout.splitlines()):
-        if line.startswith(kptstep.RESULT_PREFIX):
-            result = json.loads(line.removeprefix(kptstep.RESULT_PREFIX))
-            break
+    result = kptstep.parse_result(completed.stdout)
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     # The step's failure summary starts at its "<step> failed (<kind>)" line; before it is progress.
     starts = [i for i, line in enumerate(lines) if " failed (" in line]
