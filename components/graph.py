@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from components.config import ConfigError, PackageSpec, format_duration
+from components.config import ConfigError, PackageSpec, WaitSpec, format_duration
 
 __all__ = ["Graph"]
 
@@ -128,8 +128,10 @@ def _node(name: str) -> str:
     return "pkg_" + name.replace("-", "_")
 
 
-def _wait_label(title: str, waits: Sequence[object]) -> str:
-    resources = ", ".join(getattr(w, "resource", "") for w in waits)
+def _wait_label(title: str, waits: Sequence[WaitSpec]) -> str:
+    resources = ", ".join(
+        f"{w.resource} -l {w.selector}" if w.selector else w.resource for w in waits
+    )
     return f"{title}: {resources}"
 
 

@@ -202,3 +202,35 @@ def test_simulated_destroy_works_after_the_catalog_is_gone(
         assert "kind: ResourceGroup" in text
         assert f'name: "{name}"' in text or f"name: {name}" in text
         assert namespace in text and inventory_id in text
+
+
+def test_registered_delete_gets_past_the_inventory_with_the_real_kpt(
+    project: Path, catalog: Path, tmp_path: Path
+) -> None:
+    """The delete stored in state, run after the package is gone, with the real kpt binary: kpt
+    reads the rebuilt inventory and fails only at the cluster connection."""
+    if shutil.which("kpt") is None:
+        pytest.skip("the real kpt is not on PATH")
+    run = _run_program({**dev_stack_config(), "catalogDir": str(catalog)})
+    shutil.rmtree(catalog)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1'}\n"
+        "contexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n"
+        "users:\n- name: u\n  user: {token: t}\n"
+    )
+    command = run.by_name("headscale-apply")
+    env = {**os.environ, **command.inputs["environment"], "KUBECONFIG": str(kubeconfig)}
+    result = subprocess.run(
+        ["/bin/sh", "-c", command.inputs["delete"]],
+        env=env,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "cluster unreachable or misconfigured" in result.stderr
+    assert "failed to read inventory from cluster" in result.stderr
+    assert "127.0.0.1:1" in result.stderr
+    assert "no ResourceGroup object was provided" not in result.stderr

@@ -24,7 +24,7 @@ def test_plan_of_the_dev_stack(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Critical path: kube-vip -> cilium -> tailscale -> headscale" in out
     # 8m+2m+2m (kube-vip) + 8m+2m+10m (cilium) + 12m+3m+4m+5m (tailscale) + 12m+3m+3m
     assert "worst case from the timeouts: 1h14m" in out
-    assert "as the bash loop did: 1h32m" in out
+    assert "as the bash loop did: 1h35m" in out  # + envoy-gateway 12m+3m+3m+3m
     assert "kpt live apply --server-side --reconcile-timeout=3m" in out
 
 
