@@ -7,6 +7,8 @@ here, so they cannot disagree.
 
 from __future__ import annotations
 
+import functools
+import heapq
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,25 +27,36 @@ class Graph:
 
     @classmethod
     def build(cls, packages: Sequence[PackageSpec]) -> Graph:
-        """Order `packages`; ConfigError naming the cycle when there is one."""
+        """Order `packages`; ConfigError naming the cycle when there is one.
+
+        Kahn's algorithm, taking the ready package that comes first in the configuration."""
         by_name = {p.name: p for p in packages}
-        placed: dict[str, PackageSpec] = {}
-        while len(placed) < len(packages):
-            ready = [
-                p
-                for p in packages
-                if p.name not in placed and all(n in placed for n in p.needs if n in by_name)
-            ]
-            if not ready:
-                cycle = _find_cycle(by_name, [p for p in packages if p.name not in placed])
-                raise ConfigError(
-                    [
-                        "packages.needs: the packages form a cycle, so none of them can go first: "
-                        + " -> ".join(cycle)
-                    ]
-                )
-            placed[ready[0].name] = ready[0]
-        return cls(tuple(placed.values()))
+        position = {p.name: index for index, p in enumerate(packages)}
+        waiting = {p.name: len({n for n in p.needs if n in by_name}) for p in packages}
+        dependents: dict[str, list[str]] = {}
+        for package in packages:
+            for need in {n for n in package.needs if n in by_name}:
+                dependents.setdefault(need, []).append(package.name)
+        ready = [position[name] for name, count in waiting.items() if count == 0]
+        heapq.heapify(ready)
+        ordered: list[PackageSpec] = []
+        while ready:
+            package = packages[heapq.heappop(ready)]
+            ordered.append(package)
+            for dependent in dependents.get(package.name, []):
+                waiting[dependent] -= 1
+                if waiting[dependent] == 0:
+                    heapq.heappush(ready, position[dependent])
+        if len(ordered) < len(packages):
+            placed = {p.name for p in ordered}
+            cycle = _find_cycle(by_name, [p for p in packages if p.name not in placed])
+            raise ConfigError(
+                [
+                    "packages.needs: the packages form a cycle, so none of them can go first: "
+                    + " -> ".join(cycle)
+                ]
+            )
+        return cls(tuple(ordered))
 
     @property
     def deploy_order(self) -> tuple[str, ...]:
@@ -57,15 +70,16 @@ class Graph:
 
     def needs_closure(self, name: str) -> frozenset[str]:
         """Every package `name` needs, directly or transitively."""
-        by_name = {p.name: p for p in self.packages}
-        seen: set[str] = set()
-        stack = list(by_name[name].needs)
-        while stack:
-            need = stack.pop()
-            if need not in seen:
-                seen.add(need)
-                stack.extend(by_name[need].needs)
-        return frozenset(seen)
+        return self._closures[name]
+
+    @functools.cached_property
+    def _closures(self) -> dict[str, frozenset[str]]:
+        closures: dict[str, frozenset[str]] = {}
+        for package in self.packages:  # deploy order: every need's closure is known already
+            closures[package.name] = frozenset(package.needs).union(
+                *(closures[n] for n in package.needs if n in closures)
+            )
+        return closures
 
     def waves(self) -> tuple[tuple[str, ...], ...]:
         """Groups that can run together: wave k holds packages whose longest chain of needs is k."""

@@ -201,13 +201,15 @@ def _scan_kptfile(scan: PackageScan, relative: str, content: bytes, *, at_root: 
 # Document separators, and the top-level (column 0) apiVersion and kind of a block-style object.
 _SEPARATOR = re.compile(rb"^---[ \t]*(?:#.*)?$", re.MULTILINE)
 _TOP_KEYS = re.compile(rb"^(apiVersion|kind):[ \t]*[\"']?([^\s\"'#]+)", re.MULTILINE)
+_HEAD_BYTES = 4096
 # Objects whose body the checks read; every other object only needs its group and kind.
 _READ_WHOLE = frozenset({"Namespace", "ResourceGroup"})
 
 
 def _scan_yaml(scan: PackageScan, relative: str, content: bytes) -> None:
-    for chunk in _SEPARATOR.split(content):
-        top = {key.decode(): value.decode() for key, value in _TOP_KEYS.findall(chunk)}
+    chunks = _SEPARATOR.split(content) if b"---" in content else [content]
+    for chunk in chunks:
+        top = _top_keys(chunk)
         kind, api_version = top.get("kind"), top.get("apiVersion")
         if kind and api_version and kind not in _READ_WHOLE and _LOCAL_CONFIG.encode() not in chunk:
             ref = KindRef(api_version.rpartition("/")[0], kind)
@@ -221,6 +223,16 @@ def _scan_yaml(scan: PackageScan, relative: str, content: bytes) -> None:
             scan.uses.setdefault(ref, relative)
         elif chunk.strip():
             _scan_document(scan, relative, chunk)
+
+
+def _top_keys(chunk: bytes) -> dict[str, str]:
+    """The top-level apiVersion and kind of a document; they nearly always open it, so look at
+    its head first and read the whole document only when they are not there."""
+    for text in (chunk[:_HEAD_BYTES], chunk) if len(chunk) > _HEAD_BYTES else (chunk,):
+        top = {key.decode(): value.decode() for key, value in _TOP_KEYS.findall(text)}
+        if len(top) == 2:
+            break
+    return top
 
 
 def _scan_document(scan: PackageScan, relative: str, chunk: bytes) -> None:
