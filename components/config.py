@@ -361,6 +361,12 @@ def _check_names(problems: _Problems, packages: Sequence[PackageSpec]) -> None:
                 problems.add(f"packages[{index}].needs", f"package {package.name!r} needs itself")
 
 
+def _resolve(base_dir: Path, path: str) -> Path:
+    """`path` with `~` expanded, relative to the project directory when not absolute."""
+    expanded = Path(path).expanduser()
+    return expanded if expanded.is_absolute() else base_dir / expanded
+
+
 def parse_config(get: Callable[[str], object], *, stack: str, base_dir: Path) -> CatalogConfig:
     """Validate the raw values `get(key)` returns for each key of `CONFIG_KEYS`.
 
@@ -390,10 +396,9 @@ def parse_config(get: Callable[[str], object], *, stack: str, base_dir: Path) ->
     if raw_packages is not None and not packages and not problems.items:
         problems.add("packages", "expected at least one package, found an empty list")
     _check_names(problems, packages)
-    root = Path(catalog_dir).expanduser()
     config = CatalogConfig(
-        catalog_dir=root if root.is_absolute() else (base_dir / root),
-        kubeconfig=str(Path(kubeconfig).expanduser()) if kubeconfig else "",
+        catalog_dir=_resolve(base_dir, catalog_dir),
+        kubeconfig=str(_resolve(base_dir, kubeconfig)) if kubeconfig else "",
         context=context,
         cluster_identifier=str(get("clusterIdentifier") or stack),
         reapply_generation="" if generation is None else str(generation),
