@@ -64,7 +64,7 @@ plan-readme: venv ## Regenerate the README's graph from Pulumi.dev.yaml
 	$(VENV)/bin/python -m tools.plan --stack dev --write-readme
 
 status: venv ## Show each package of stack STACK as deployed on the cluster
-	$(VENV)/bin/python -m tools.status --stack $(STACK)
+	$(VENV)/bin/python -m tools.status --stack $(STACK) $(if $(CATALOG_DIR),--catalog-dir '$(CATALOG_DIR)')
 
 bench: venv ## Run the benchmarks
 	$(VENV)/bin/python -m tools.bench

@@ -95,6 +95,11 @@ class WaitSpec:
     report: str
     """A jsonpath read after the wait succeeded and exported as a stack output; empty for none."""
 
+    @property
+    def target(self) -> str:
+        """What is waited for, as a user reads it: `deployment/x`, or `svc -l app=x`."""
+        return f"{self.resource} -l {self.selector}" if self.selector else self.resource
+
     def as_step_input(self) -> dict[str, str | int]:
         """The wait as the step runner reads it from `KPT_CATALOG_WAITS`."""
         return {

@@ -143,10 +143,7 @@ def _node(name: str) -> str:
 
 
 def _wait_label(title: str, waits: Sequence[WaitSpec]) -> str:
-    resources = ", ".join(
-        f"{w.resource} -l {w.selector}" if w.selector else w.resource for w in waits
-    )
-    return f"{title}: {resources}"
+    return f"{title}: {', '.join(w.target for w in waits)}"
 
 
 def _find_cycle(by_name: dict[str, PackageSpec], remaining: Sequence[PackageSpec]) -> list[str]:

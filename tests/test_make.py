@@ -271,3 +271,15 @@ def test_make_help_lists_every_target(sandbox: Sandbox):
     )
     listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")]
     assert listed == phony.split(":", 1)[1].split()
+
+
+@pytest.mark.parametrize("target", ["plan", "status"])
+def test_catalog_dir_reaches_plan_and_status(sandbox: Sandbox, target: str):
+    result = sandbox.make("-n", target, "CATALOG_DIR=examples/my catalog", "STACK=prod")
+
+    assert result.returncode == 0, result.stderr
+    command = result.stdout.strip().splitlines()[-1]
+    assert shlex.split(command) == [
+        "venv/bin/python", "-m", f"tools.{target}", "--stack", "prod",
+        "--catalog-dir", "examples/my catalog",
+    ]

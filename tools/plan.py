@@ -37,7 +37,7 @@ def render_plan(config: CatalogConfig, graph: Graph, catalog: Catalog | None) ->
         protect = " [protected]" if spec.protect else ""
         lines.append(f"  {spec.name} ({spec.path}){needs}{protect}")
         for wait in spec.wait_before:
-            lines.append(f"    wait before: {wait.resource} {wait.condition}")
+            lines.append(f"    wait before: {wait.target} {wait.condition}")
         side = " --server-side" if spec.server_side else ""
         digest = f" digest {loaded[spec.name].digest[:12]}" if spec.name in loaded else ""
         reconcile = format_duration(spec.reconcile_timeout)
@@ -46,7 +46,7 @@ def render_plan(config: CatalogConfig, graph: Graph, catalog: Catalog | None) ->
             f" (killed after {format_duration(spec.apply_timeout)}), then status{digest}"
         )
         for wait in spec.wait_after:
-            lines.append(f"    wait after: {wait.resource} {wait.condition}")
+            lines.append(f"    wait after: {wait.target} {wait.condition}")
         for manifest in spec.manifests:
             waits = f", waits for {manifest.wait_for}" if manifest.wait_for else ""
             lines.append(f"    native: {manifest.file}{waits}")
