@@ -92,7 +92,7 @@ class KptPackage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         upstream: list[pulumi.Resource] = list(args.needs)
 
-        before = self._gate(args, "wait-before", spec.wait_before, upstream)
+        before = self._gate(args, child, "wait-before", spec.wait_before, upstream)
         if before is not None:
             upstream = [before]
 
@@ -118,7 +118,7 @@ class KptPackage(pulumi.ComponentResource):
         )
         upstream = [apply]
 
-        after = self._gate(args, "wait-after", spec.wait_after, upstream)
+        after = self._gate(args, child, "wait-after", spec.wait_after, upstream)
         if after is not None:
             upstream = [after]
 
@@ -166,6 +166,7 @@ class KptPackage(pulumi.ComponentResource):
     def _gate(
         self,
         args: KptPackageArgs,
+        child: pulumi.ResourceOptions,
         phase: str,
         waits: tuple[WaitSpec, ...],
         upstream: list[pulumi.Resource],
@@ -180,10 +181,14 @@ class KptPackage(pulumi.ComponentResource):
             update=_WAIT,
             environment=gate_environment(args.package, args.config, phase, waits),
             add_previous_output_in_env=False,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=upstream,
-                custom_timeouts=pulumi.CustomTimeouts(create=f"{deadline}s", update=f"{deadline}s"),
+            opts=pulumi.ResourceOptions.merge(
+                child,
+                pulumi.ResourceOptions(
+                    depends_on=upstream,
+                    custom_timeouts=pulumi.CustomTimeouts(
+                        create=f"{deadline}s", update=f"{deadline}s"
+                    ),
+                ),
             ),
         )
 
