@@ -48,11 +48,13 @@ destroy-all: venv ## Unprotect and remove everything, kube-vip too: only when th
 
 test: venv ## Lint, type-check and run the tests (needs only Python, kpt and kubectl)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/pytest
 
 lint: venv ## ruff and mypy only
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
 # tools/ is a package run with -m, so that its scripts can import components/ from the project root.

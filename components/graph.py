@@ -126,8 +126,7 @@ class Graph:
             for step, label in steps:
                 lines.append(f'    {node}_{step}["{label}"]')
             lines.extend(
-                f"    {node}_{a} --> {node}_{b}"
-                for (a, _), (b, _) in itertools.pairwise(steps)
+                f"    {node}_{a} --> {node}_{b}" for (a, _), (b, _) in itertools.pairwise(steps)
             )
             lines.append("  end")
         lines.extend(

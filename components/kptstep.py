@@ -33,19 +33,70 @@ from types import FrameType
 from typing import IO
 
 __all__ = [
-    "ENV_APPLY_TIMEOUT", "ENV_CONTEXT", "ENV_DESTROY_TIMEOUT", "ENV_DIGEST", "ENV_DIR",
-    "ENV_GENERATION", "ENV_INVENTORY_ID", "ENV_INVENTORY_NAME", "ENV_INVENTORY_NAMESPACE",
-    "ENV_KUBECONFIG", "ENV_PACKAGE", "ENV_PHASE", "ENV_RECONCILE_TIMEOUT", "ENV_SERVER_SIDE",
-    "ENV_VARS", "ENV_WAITS", "EXIT_BAD_ENV", "EXIT_FAILED", "EXIT_OK", "PHASES", "RESULT_PREFIX",
-    "STEP_SCRIPT", "SUBCOMMANDS", "SUBCOMMAND_APPLY", "SUBCOMMAND_DESTROY", "SUBCOMMAND_STATUS",
-    "SUBCOMMAND_WAIT", "ActuationFailedError", "Cluster", "ClusterUnreachableError", "Completed",
-    "DeadlineExceededError", "DeleteFailedError", "EnvError", "Event", "Inventory",
-    "InventoryEmptyError", "NotCurrentError", "ObjectRef", "ObjectResult", "ObjectsSkippedError",
-    "PackageDirMissingError", "ReconcileTimeoutError", "StepError", "StepInterruptedError",
-    "Summary", "ToolMissingError", "Wait", "WaitFailedError", "classify", "format_progress",
-    "inventory_yaml", "main", "meaningful_tail", "parse_event", "parse_result", "parse_waits",
+    "ENV_APPLY_TIMEOUT",
+    "ENV_CONTEXT",
+    "ENV_DESTROY_TIMEOUT",
+    "ENV_DIGEST",
+    "ENV_DIR",
+    "ENV_GENERATION",
+    "ENV_INVENTORY_ID",
+    "ENV_INVENTORY_NAME",
+    "ENV_INVENTORY_NAMESPACE",
+    "ENV_KUBECONFIG",
+    "ENV_PACKAGE",
+    "ENV_PHASE",
+    "ENV_RECONCILE_TIMEOUT",
+    "ENV_SERVER_SIDE",
+    "ENV_VARS",
+    "ENV_WAITS",
+    "EXIT_BAD_ENV",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "PHASES",
+    "RESULT_PREFIX",
+    "STEP_SCRIPT",
+    "SUBCOMMANDS",
+    "SUBCOMMAND_APPLY",
+    "SUBCOMMAND_DESTROY",
+    "SUBCOMMAND_STATUS",
+    "SUBCOMMAND_WAIT",
+    "ActuationFailedError",
+    "Cluster",
+    "ClusterUnreachableError",
+    "Completed",
+    "DeadlineExceededError",
+    "DeleteFailedError",
+    "EnvError",
+    "Event",
+    "Inventory",
+    "InventoryEmptyError",
+    "NotCurrentError",
+    "ObjectRef",
+    "ObjectResult",
+    "ObjectsSkippedError",
+    "PackageDirMissingError",
+    "ReconcileTimeoutError",
+    "StepError",
+    "StepInterruptedError",
+    "Summary",
+    "ToolMissingError",
+    "Wait",
+    "WaitFailedError",
+    "classify",
+    "format_progress",
+    "inventory_yaml",
+    "main",
+    "meaningful_tail",
+    "parse_event",
+    "parse_result",
+    "parse_waits",
     "result_line",
-    "run_apply", "run_destroy", "run_process", "run_status", "run_wait", "step_command",
+    "run_apply",
+    "run_destroy",
+    "run_process",
+    "run_status",
+    "run_wait",
+    "step_command",
     "summarize",
 ]
 
@@ -65,9 +116,21 @@ ENV_GENERATION = "KPT_CATALOG_GENERATION"
 ENV_PHASE = "KPT_CATALOG_PHASE"
 ENV_WAITS = "KPT_CATALOG_WAITS"
 ENV_VARS = (
-    ENV_PACKAGE, ENV_DIR, ENV_RECONCILE_TIMEOUT, ENV_APPLY_TIMEOUT, ENV_DESTROY_TIMEOUT,
-    ENV_SERVER_SIDE, ENV_INVENTORY_NAME, ENV_INVENTORY_NAMESPACE, ENV_INVENTORY_ID,
-    ENV_KUBECONFIG, ENV_CONTEXT, ENV_DIGEST, ENV_GENERATION, ENV_PHASE, ENV_WAITS,
+    ENV_PACKAGE,
+    ENV_DIR,
+    ENV_RECONCILE_TIMEOUT,
+    ENV_APPLY_TIMEOUT,
+    ENV_DESTROY_TIMEOUT,
+    ENV_SERVER_SIDE,
+    ENV_INVENTORY_NAME,
+    ENV_INVENTORY_NAMESPACE,
+    ENV_INVENTORY_ID,
+    ENV_KUBECONFIG,
+    ENV_CONTEXT,
+    ENV_DIGEST,
+    ENV_GENERATION,
+    ENV_PHASE,
+    ENV_WAITS,
 )
 
 SUBCOMMAND_APPLY = "apply"
@@ -230,14 +293,20 @@ def _number(data: Mapping[str, object], key: str) -> int:
 
 
 def _object(data: Mapping[str, object]) -> ObjectRef:
-    return ObjectRef(_text(data, "group"), _text(data, "kind"), _text(data, "namespace"),
-                     _text(data, "name"))
+    return ObjectRef(
+        _text(data, "group"), _text(data, "kind"), _text(data, "namespace"), _text(data, "name")
+    )
 
 
 # Older cli-utils printed "eventType" with an "operation" instead of a "status".
 _OLD_ACTIONS = {"resourceApplied": "apply", "resourcePruned": "prune", "resourceDeleted": "delete"}
-_OLD_WAIT_STATUS = {"Reconciled": "Successful", "Pending": "Pending", "Skipped": "Skipped",
-                    "Timeout": "Timeout", "Failed": "Failed"}
+_OLD_WAIT_STATUS = {
+    "Reconciled": "Successful",
+    "Pending": "Pending",
+    "Skipped": "Skipped",
+    "Timeout": "Timeout",
+    "Failed": "Failed",
+}
 _OLD_SUCCESS_COUNT = {"prune": "pruned", "delete": "deleted", "wait": "reconciled"}
 
 
@@ -248,15 +317,18 @@ def _parse_old(data: Mapping[str, object], event_type: str) -> Event | None:
     if event_type in _OLD_ACTIONS:
         # A skip carried an error (or a *Skipped operation) on an otherwise successful event.
         was_skipped = bool(error) or operation.endswith("Skipped")
-        return Event(kind or _OLD_ACTIONS[event_type], "Skipped" if was_skipped else "Successful",
-                     _object(data), error=error)
+        return Event(
+            kind or _OLD_ACTIONS[event_type],
+            "Skipped" if was_skipped else "Successful",
+            _object(data),
+            error=error,
+        )
     if event_type == "resourceFailed":
         return Event(kind or "apply", "Failed", _object(data), error=error)
     if event_type == "resourceReconciled":
         return Event("wait", _OLD_WAIT_STATUS.get(operation, operation), _object(data))
     if event_type == "resourceStatus":
-        return Event("status", _text(data, "status"), _object(data),
-                     message=_text(data, "message"))
+        return Event("status", _text(data, "status"), _object(data), message=_text(data, "message"))
     if event_type == "completed":
         failed = _number(data, "failed") or _number(data, "failedCount")
         if kind == "apply":
@@ -264,9 +336,15 @@ def _parse_old(data: Mapping[str, object], event_type: str) -> Event | None:
         else:
             successful = _number(data, _OLD_SUCCESS_COUNT.get(kind, "successful"))
         skipped, timeout = _number(data, "skipped"), _number(data, "timeout")
-        return Event("summary", action=kind, successful=successful, skipped=skipped,
-                     failed=failed, timeout=timeout,
-                     count=successful + skipped + failed + timeout)
+        return Event(
+            "summary",
+            action=kind,
+            successful=successful,
+            skipped=skipped,
+            failed=failed,
+            timeout=timeout,
+            count=successful + skipped + failed + timeout,
+        )
     return None
 
 
@@ -286,19 +364,33 @@ def parse_event(line: str) -> Event | None:
         return _parse_old(data, event_type)
     kind = _text(data, "type") or event_type or ("status" if "kind" in data else "")
     if kind in ("apply", "prune", "delete", "wait", "status"):
-        return Event(kind, _text(data, "status"), _object(data), error=_text(data, "error"),
-                     message=_text(data, "message"))
+        return Event(
+            kind,
+            _text(data, "status"),
+            _object(data),
+            error=_text(data, "error"),
+            message=_text(data, "message"),
+        )
     if kind in ("group", "summary"):
-        return Event(kind, _text(data, "status"), action=_text(data, "action").lower(),
-                     count=_number(data, "count"), successful=_number(data, "successful"),
-                     skipped=_number(data, "skipped"), failed=_number(data, "failed"),
-                     timeout=_number(data, "timeout"))
+        return Event(
+            kind,
+            _text(data, "status"),
+            action=_text(data, "action").lower(),
+            count=_number(data, "count"),
+            successful=_number(data, "successful"),
+            skipped=_number(data, "skipped"),
+            failed=_number(data, "failed"),
+            timeout=_number(data, "timeout"),
+        )
     if kind == "error":
         return Event("error", "Failed", error=_text(data, "error"))
     if kind == "validation":
         listed = data.get("objects")
-        objects = tuple(_object(o) for o in listed if isinstance(o, dict)) if isinstance(
-            listed, list) else ()
+        objects = (
+            tuple(_object(o) for o in listed if isinstance(o, dict))
+            if isinstance(listed, list)
+            else ()
+        )
         return Event("validation", "Failed", objects=objects, error=_text(data, "error"))
     return None
 
@@ -312,8 +404,10 @@ def format_progress(event: Event) -> str | None:
         return f"validation Failed  {names}: {event.error}"
     if event.type == "summary":
         timeout = f", {event.timeout} timed out" if event.action == "wait" else ""
-        return (f"{event.action} result: {event.successful}/{event.count} successful, "
-                f"{event.skipped} skipped, {event.failed} failed{timeout}")
+        return (
+            f"{event.action} result: {event.successful}/{event.count} successful, "
+            f"{event.skipped} skipped, {event.failed} failed{timeout}"
+        )
     if event.obj is None:
         return None
     detail = event.error or (event.message if event.type == "status" else "")
@@ -331,7 +425,8 @@ class ObjectResult:
 
     def __str__(self) -> str:
         return f"{self.action} {self.status}  {self.obj}" + (
-            f": {self.detail}" if self.detail else "")
+            f": {self.detail}" if self.detail else ""
+        )
 
 
 @dataclass(frozen=True)
@@ -365,13 +460,15 @@ def summarize(events: Iterable[Event], text: Iterable[str] = ()) -> Summary:
         if event.type == "status" and event.obj is not None:
             statuses[event.obj] = ObjectResult("status", event.obj, event.status, event.message)
         elif event.obj is not None:
-            results[(event.type, event.obj)] = ObjectResult(event.type, event.obj,
-                                                            event.status, event.error)
+            results[(event.type, event.obj)] = ObjectResult(
+                event.type, event.obj, event.status, event.error
+            )
         elif event.type == "validation":
             errors.append(f"validation: {event.error}")
             for obj in event.objects:
-                results[("validation", obj)] = ObjectResult("validation", obj, "Failed",
-                                                            event.error)
+                results[("validation", obj)] = ObjectResult(
+                    "validation", obj, "Failed", event.error
+                )
         elif event.type == "error":
             errors.append(event.error)
         elif event.type == "summary":
@@ -381,10 +478,18 @@ def summarize(events: Iterable[Event], text: Iterable[str] = ()) -> Summary:
         if result.status == "Successful":
             counted[result.action] = counted.get(result.action, 0) + 1
     successful = counted | {action: e.successful for action, e in reported.items()}
-    timeouts = max(sum(1 for r in results.values() if r.status == "Timeout"),
-                   reported["wait"].timeout if "wait" in reported else 0)
-    return Summary(tuple(results.values()), tuple(statuses.values()), tuple(errors),
-                   successful, timeouts, tuple(text))
+    timeouts = max(
+        sum(1 for r in results.values() if r.status == "Timeout"),
+        reported["wait"].timeout if "wait" in reported else 0,
+    )
+    return Summary(
+        tuple(results.values()),
+        tuple(statuses.values()),
+        tuple(errors),
+        successful,
+        timeouts,
+        tuple(text),
+    )
 
 
 def meaningful_tail(lines: Sequence[str], limit: int = 8) -> list[str]:
@@ -402,16 +507,20 @@ def classify(action: str, label: str, returncode: int, summary: Summary) -> Step
     first_problem: dict[ObjectRef, ObjectResult] = {}
     for problem in summary.problems:  # a failed apply is also a skipped wait: name it once
         first_problem.setdefault(problem.obj, problem)
-    details = [*(str(p) for p in first_problem.values()),
-               *(f"kpt error: {e}" for e in summary.errors)]
+    details = [
+        *(str(p) for p in first_problem.values()),
+        *(f"kpt error: {e}" for e in summary.errors),
+    ]
     if summary.timeouts and not summary.with_status("Timeout"):
         details.append(f"kpt reported {summary.timeouts} object(s) timed out reconciling")
     failure: type[StepError]
     if returncode == 1:
         failure, what = ClusterUnreachableError, f"{label} exited 1"
     elif summary.timeouts:
-        failure, what = ReconcileTimeoutError, (
-            f"{summary.timeouts} object(s) did not reconcile in time ({label} exited {returncode})")
+        failure = ReconcileTimeoutError
+        what = (
+            f"{summary.timeouts} object(s) did not reconcile in time ({label} exited {returncode})"
+        )
     elif summary.with_status("Failed") or summary.errors or returncode == 3:
         failure = DeleteFailedError if action == "destroy" else ActuationFailedError
         failed = len({r.obj for r in summary.with_status("Failed")})
@@ -495,15 +604,26 @@ def _stop_group(proc: subprocess.Popen[str], first_signal: int) -> None:
             proc.wait(timeout=KILL_GRACE_SECONDS)
 
 
-def run_process(argv: Sequence[str], *, label: str, deadline_seconds: int,
-                on_stdout: Callable[[str], None] | None = None) -> Completed:
+def run_process(
+    argv: Sequence[str],
+    *,
+    label: str,
+    deadline_seconds: int,
+    on_stdout: Callable[[str], None] | None = None,
+) -> Completed:
     """Run ``argv`` in its own process group, passing each stdout line to ``on_stdout`` as it
     arrives. Past ``deadline_seconds`` the whole group is killed and DeadlineExceededError
     raised; nothing the process started outlives this call."""
     try:
         proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1,
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
             start_new_session=True,
         )
     except FileNotFoundError:
@@ -523,7 +643,8 @@ def run_process(argv: Sequence[str], *, label: str, deadline_seconds: int,
             if now >= end:
                 raise DeadlineExceededError(
                     f"{label} exceeded its hard deadline of {deadline_seconds}s and was killed",
-                    [f"stderr: {line}" for line in meaningful_tail(stderr)])
+                    [f"stderr: {line}" for line in meaningful_tail(stderr)],
+                )
             if exited_at is None and _leader_exited(proc):
                 exited_at = now
                 _signal_group(proc.pid, signal.SIGKILL)  # nothing it started may outlive it
@@ -554,8 +675,9 @@ def _say(package: str, text: str) -> None:
     print(f"[{package}] {text}", file=sys.stderr, flush=True)
 
 
-def _run_kpt(package: str, label: str, argv: Sequence[str],
-             deadline_seconds: int) -> tuple[Completed, Summary]:
+def _run_kpt(
+    package: str, label: str, argv: Sequence[str], deadline_seconds: int
+) -> tuple[Completed, Summary]:
     """Run one kpt command, printing one progress line per event as kpt reports it."""
     events: list[Event] = []
     text: list[str] = []
@@ -573,12 +695,15 @@ def _run_kpt(package: str, label: str, argv: Sequence[str],
             _say(package, progress)
 
     try:
-        completed = run_process(argv, label=label, deadline_seconds=deadline_seconds,
-                                on_stdout=on_line)
+        completed = run_process(
+            argv, label=label, deadline_seconds=deadline_seconds, on_stdout=on_line
+        )
     except DeadlineExceededError as exc:
         so_far = summarize(events)
-        pending = [*so_far.with_status("Pending"),
-                   *(s for s in so_far.statuses if s.status != "Current")]
+        pending = [
+            *so_far.with_status("Pending"),
+            *(s for s in so_far.statuses if s.status != "Current"),
+        ]
         details = [*(f"still {p}" for p in pending), *exc.details]
         raise DeadlineExceededError(str(exc), details) from None
     return completed, summarize(events, text)
@@ -586,8 +711,11 @@ def _run_kpt(package: str, label: str, argv: Sequence[str],
 
 def _with_stderr(failure: StepError, completed: Completed, summary: Summary) -> StepError:
     """The failure with kpt's meaningful stderr lines added (those not already shown)."""
-    extra = [f"stderr: {line}" for line in meaningful_tail(completed.stderr)
-             if not any(error and error in line for error in summary.errors)]
+    extra = [
+        f"stderr: {line}"
+        for line in meaningful_tail(completed.stderr)
+        if not any(error and error in line for error in summary.errors)
+    ]
     return type(failure)(str(failure), [*failure.details, *extra])
 
 
@@ -681,14 +809,25 @@ def parse_waits(text: str) -> tuple[Wait, ...]:
             strings[key] = value
         for key in ("resource", "for"):
             if not strings[key] or strings[key].startswith("-"):
-                raise EnvError(f"{where}.{key} must be a non-empty string not starting with "
-                               f"'-', got {strings[key]!r}")
+                raise EnvError(
+                    f"{where}.{key} must be a non-empty string not starting with "
+                    f"'-', got {strings[key]!r}"
+                )
         timeout = item.get("timeout")
         if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
-            raise EnvError(f"{where}.timeout must be a whole number of seconds above 0, "
-                           f"got {timeout!r}")
-        waits.append(Wait(strings["resource"], strings["for"], strings["namespace"],
-                          strings["selector"], timeout, strings["report"]))
+            raise EnvError(
+                f"{where}.timeout must be a whole number of seconds above 0, got {timeout!r}"
+            )
+        waits.append(
+            Wait(
+                strings["resource"],
+                strings["for"],
+                strings["namespace"],
+                strings["selector"],
+                timeout,
+                strings["report"],
+            )
+        )
     return tuple(waits)
 
 
@@ -712,8 +851,16 @@ def _check_status(package: str, directory: str, timeout: int, cluster: Cluster) 
     if not Path(directory).is_dir():
         raise PackageDirMissingError(f"package directory {directory} does not exist ({ENV_DIR})")
     label = "kpt live status"
-    argv = ["kpt", "live", "status", directory, "--output=json", "--poll-until=current",
-            f"--timeout={timeout}s", *cluster.flags()]
+    argv = [
+        "kpt",
+        "live",
+        "status",
+        directory,
+        "--output=json",
+        "--poll-until=current",
+        f"--timeout={timeout}s",
+        *cluster.flags(),
+    ]
     completed, summary = _run_kpt(package, label, argv, timeout + DEADLINE_MARGIN)
     if completed.returncode != 0:
         failure = classify("status", label, completed.returncode, summary)
@@ -722,24 +869,28 @@ def _check_status(package: str, directory: str, timeout: int, cluster: Cluster) 
     # kpt exits 0 both when the inventory is missing and when its --timeout expired.
     if not summary.statuses:
         found = summary.text[-1] if summary.text else "no status lines"
-        raise InventoryEmptyError(f"{label} found no objects in {directory} ({found}); "
-                                  "the package's inventory is missing or empty in the cluster")
+        raise InventoryEmptyError(
+            f"{label} found no objects in {directory} ({found}); "
+            "the package's inventory is missing or empty in the cluster"
+        )
     not_current = [s for s in summary.statuses if s.status != "Current"]
     if not_current:
         raise NotCurrentError(
-            f"{len(not_current)} of {len(summary.statuses)} object(s) not Current "
-            f"after {timeout}s", [*(str(s) for s in not_current),
-                                  *(f"kpt error: {e}" for e in summary.errors)])
+            f"{len(not_current)} of {len(summary.statuses)} object(s) not Current after {timeout}s",
+            [*(str(s) for s in not_current), *(f"kpt error: {e}" for e in summary.errors)],
+        )
     return len(summary.statuses)
 
 
-def _run_waits(package: str, phase: str, waits: Sequence[Wait],
-               cluster: Cluster) -> dict[str, str]:
+def _run_waits(package: str, phase: str, waits: Sequence[Wait], cluster: Cluster) -> dict[str, str]:
     """Run each wait in order; the reports they asked for, keyed by Wait.key."""
     reports: dict[str, str] = {}
     for wait in waits:
-        scope = [*(["-n", wait.namespace] if wait.namespace else []),
-                 *(["-l", wait.selector] if wait.selector else []), *cluster.flags()]
+        scope = [
+            *(["-n", wait.namespace] if wait.namespace else []),
+            *(["-l", wait.selector] if wait.selector else []),
+            *cluster.flags(),
+        ]
         if wait.condition == "rollout":
             verb, argv = "kubectl rollout status", ["kubectl", "rollout", "status", wait.resource]
         else:
@@ -748,23 +899,29 @@ def _run_waits(package: str, phase: str, waits: Sequence[Wait],
         _say(package, f"{phase}: waiting for {wait} (up to {wait.timeout}s)")
         try:
             completed = run_process(
-                [*argv, f"--timeout={wait.timeout}s", *scope], label=f"{verb} {wait.resource}",
+                [*argv, f"--timeout={wait.timeout}s", *scope],
+                label=f"{verb} {wait.resource}",
                 deadline_seconds=wait.timeout + DEADLINE_MARGIN,
-                on_stdout=lambda line: _say(package, f"kubectl: {line}") if line else None)
+                on_stdout=lambda line: _say(package, f"kubectl: {line}") if line else None,
+            )
         except DeadlineExceededError as exc:
             raise DeadlineExceededError(f"{exc} (waiting for {wait})", exc.details) from None
         if completed.returncode != 0:
-            raise WaitFailedError(f"{wait} ({verb} exited {completed.returncode})",
-                                  [f"kubectl: {line}"
-                                   for line in meaningful_tail(completed.stderr)])
+            raise WaitFailedError(
+                f"{wait} ({verb} exited {completed.returncode})",
+                [f"kubectl: {line}" for line in meaningful_tail(completed.stderr)],
+            )
         if wait.report:
-            got = run_process(["kubectl", "get", wait.resource, *scope, "-o",
-                               f"jsonpath={wait.report}"], label=f"kubectl get {wait.resource}",
-                              deadline_seconds=REPORT_DEADLINE)
+            got = run_process(
+                ["kubectl", "get", wait.resource, *scope, "-o", f"jsonpath={wait.report}"],
+                label=f"kubectl get {wait.resource}",
+                deadline_seconds=REPORT_DEADLINE,
+            )
             if got.returncode != 0:
-                raise WaitFailedError(f"report {wait.report} of {wait.key} (kubectl get exited "
-                                      f"{got.returncode})",
-                                      [f"kubectl: {line}" for line in meaningful_tail(got.stderr)])
+                raise WaitFailedError(
+                    f"report {wait.report} of {wait.key} (kubectl get exited {got.returncode})",
+                    [f"kubectl: {line}" for line in meaningful_tail(got.stderr)],
+                )
             reports[wait.key] = "\n".join(got.stdout).strip()
             _say(package, f"{phase}: {wait.key} {wait.report} = {reports[wait.key]}")
     return reports
@@ -783,11 +940,20 @@ def _apply(env: Mapping[str, str]) -> Callable[[], dict[str, object]]:
     def execute() -> dict[str, object]:
         if not Path(directory).is_dir():
             raise PackageDirMissingError(
-                f"package directory {directory} does not exist ({ENV_DIR})")
+                f"package directory {directory} does not exist ({ENV_DIR})"
+            )
         label = "kpt live apply"
-        argv = ["kpt", "live", "apply", directory, "--output=json",
-                f"--reconcile-timeout={reconcile}s", f"--prune-timeout={reconcile}s",
-                *(["--server-side"] if server_side == "true" else []), *cluster.flags()]
+        argv = [
+            "kpt",
+            "live",
+            "apply",
+            directory,
+            "--output=json",
+            f"--reconcile-timeout={reconcile}s",
+            f"--prune-timeout={reconcile}s",
+            *(["--server-side"] if server_side == "true" else []),
+            *cluster.flags(),
+        ]
         completed, summary = _run_kpt(package, label, argv, deadline)
         failure = classify("apply", label, completed.returncode, summary)
         if failure is not None:
@@ -813,8 +979,9 @@ def _destroy(env: Mapping[str, str]) -> Callable[[], dict[str, object]]:
         # tracks, so rollback works after the package directory is gone.
         workdir = tempfile.mkdtemp(prefix="kpt-catalog-destroy-")
         try:
-            Path(workdir, "resourcegroup.yaml").write_text(inventory_yaml(inventory),
-                                                           encoding="utf-8")
+            Path(workdir, "resourcegroup.yaml").write_text(
+                inventory_yaml(inventory), encoding="utf-8"
+            )
             label = "kpt live destroy"
             argv = ["kpt", "live", "destroy", workdir, "--output=json", *cluster.flags()]
             completed, summary = _run_kpt(package, label, argv, deadline)
@@ -876,8 +1043,11 @@ def parse_result(stdout: str | None) -> dict[str, object]:
     return {}
 
 
-def _run(subcommand: str, env: Mapping[str, str],
-         prepare: Callable[[Mapping[str, str]], Callable[[], dict[str, object]]]) -> int:
+def _run(
+    subcommand: str,
+    env: Mapping[str, str],
+    prepare: Callable[[Mapping[str, str]], Callable[[], dict[str, object]]],
+) -> int:
     package = env.get(ENV_PACKAGE, "").strip() or "?"
     step = env.get(ENV_PHASE, "") if subcommand == SUBCOMMAND_WAIT else subcommand
     try:
@@ -891,8 +1061,10 @@ def _run(subcommand: str, env: Mapping[str, str],
         _say(package, f"{step} failed ({exc.kind}): {exc}")
         for detail in exc.details:
             _say(package, f"  {detail}")
-        print(result_line({"package": package, "step": step, "ok": False,
-                           "failure": exc.kind}), flush=True)
+        print(
+            result_line({"package": package, "step": step, "ok": False, "failure": exc.kind}),
+            flush=True,
+        )
         return EXIT_FAILED
     print(result_line({"package": package, "step": step, **result, "ok": True}), flush=True)
     return EXIT_OK
@@ -919,8 +1091,10 @@ def run_status(env: Mapping[str, str]) -> int:
 
 
 _RUNNERS: dict[str, Callable[[Mapping[str, str]], int]] = {
-    SUBCOMMAND_APPLY: run_apply, SUBCOMMAND_DESTROY: run_destroy,
-    SUBCOMMAND_WAIT: run_wait, SUBCOMMAND_STATUS: run_status,
+    SUBCOMMAND_APPLY: run_apply,
+    SUBCOMMAND_DESTROY: run_destroy,
+    SUBCOMMAND_WAIT: run_wait,
+    SUBCOMMAND_STATUS: run_status,
 }
 _interrupted = False
 

@@ -280,6 +280,11 @@ def test_catalog_dir_reaches_plan_and_status(sandbox: Sandbox, target: str):
     assert result.returncode == 0, result.stderr
     command = result.stdout.strip().splitlines()[-1]
     assert shlex.split(command) == [
-        "venv/bin/python", "-m", f"tools.{target}", "--stack", "prod",
-        "--catalog-dir", "examples/my catalog",
+        "venv/bin/python",
+        "-m",
+        f"tools.{target}",
+        "--stack",
+        "prod",
+        "--catalog-dir",
+        "examples/my catalog",
     ]

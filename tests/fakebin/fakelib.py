@@ -30,8 +30,11 @@ def record(tool: str, argv: list[str], directory: str | None = None) -> None:
     files: dict[str, str] = {}
     root = Path(directory) if directory else None
     if root is not None and root.is_dir():
-        files = {p.relative_to(root).as_posix(): p.read_text(errors="replace")
-                 for p in sorted(root.rglob("*")) if p.is_file()}
+        files = {
+            p.relative_to(root).as_posix(): p.read_text(errors="replace")
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        }
     entry = {"tool": tool, "argv": argv, "cwd": str(Path.cwd()), "dir_files": files}
     with Path(target).open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(entry) + "\n")
@@ -41,16 +44,26 @@ def hang() -> None:
     """Sleep forever, with a child that ignores SIGTERM and keeps stdout open; both pids go to
     $FAKE_PIDS once the child ignores SIGTERM, so a test can check that nothing survived."""
     pids = Path(os.environ.get("FAKE_PIDS", os.devnull))
-    child = subprocess.Popen([sys.executable, "-c", (
-        "import os, signal, time\n"
-        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        f"open({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
-        "while True: time.sleep(1)\n")])
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import os, signal, time\n"
+                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                f"open({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+                "while True: time.sleep(1)\n"
+            ),
+        ]
+    )
     with pids.open("a", encoding="utf-8") as handle:
         handle.write(f"{os.getpid()}\n")
     ready = time.monotonic() + 5
-    while (str(pids) != os.devnull and time.monotonic() < ready
-           and str(child.pid) not in pids.read_text().split()):
+    while (
+        str(pids) != os.devnull
+        and time.monotonic() < ready
+        and str(child.pid) not in pids.read_text().split()
+    ):
         time.sleep(0.02)
     while True:
         time.sleep(1)
