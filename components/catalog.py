@@ -64,8 +64,6 @@ class LoadedPackage:
     """Absolute package directory (what `kpt live apply` gets)."""
     inventory: Inventory
     digest: str
-    object_count: int
-    """Objects in the package files (the inventory and local config excluded)."""
     manifests: tuple[tuple[ManifestSpec, tuple[ManifestDocument, ...]], ...]
 
 
@@ -231,7 +229,6 @@ def _load(config: CatalogConfig, index_of: dict[str, int]) -> Catalog:
                 directory=config.catalog_dir / spec.path,
                 inventory=scans[spec.name].inventories[0],
                 digest=scans[spec.name].digest,
-                object_count=scans[spec.name].objects,
                 manifests=tuple(manifests[spec.name]),
             )
             for spec in graph.packages
@@ -276,10 +273,7 @@ def _check_kinds(
         for m_index, (_manifest, documents) in enumerate(manifests[spec.name]):
             for document in documents:
                 used.setdefault(document.kind, f"manifests[{m_index}]")
-        try:
-            needed = graph.needs_closure(spec.name) | {spec.name}
-        except KeyError:  # a needs naming an unknown package, reported already
-            continue
+        needed = graph.needs_closure(spec.name) | {spec.name}
         awaited = _awaited_kinds(spec)
         for kind, where in sorted(used.items()):
             if kind.group in BUILTIN_GROUPS or str(kind) in config.cluster_provided_kinds:

@@ -13,7 +13,7 @@ from components import kptstep
 from components.catalog import LoadedPackage
 from components.config import CatalogConfig, WaitSpec
 
-__all__ = ["apply_environment", "gate_environment"]
+__all__ = ["apply_environment", "gate_environment", "status_environment"]
 
 
 def _common(package: LoadedPackage, config: CatalogConfig) -> dict[str, str]:
@@ -44,12 +44,19 @@ def apply_environment(package: LoadedPackage, config: CatalogConfig) -> dict[str
     }
 
 
+def _waits(waits: Sequence[WaitSpec]) -> str:
+    return json.dumps([w.as_step_input() for w in waits])
+
+
 def gate_environment(
     package: LoadedPackage, config: CatalogConfig, phase: str, waits: Sequence[WaitSpec]
 ) -> dict[str, str]:
     """What `kptstep.py wait` needs for one phase's gates."""
-    return {
-        **_common(package, config),
-        kptstep.ENV_PHASE: phase,
-        kptstep.ENV_WAITS: json.dumps([w.as_step_input() for w in waits]),
-    }
+    return {**_common(package, config), kptstep.ENV_PHASE: phase, kptstep.ENV_WAITS: _waits(waits)}
+
+
+def status_environment(
+    package: LoadedPackage, config: CatalogConfig, waits: Sequence[WaitSpec]
+) -> dict[str, str]:
+    """What `kptstep.py status` (`make status`) needs: the apply's, plus every check to rerun."""
+    return {**apply_environment(package, config), kptstep.ENV_WAITS: _waits(waits)}

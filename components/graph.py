@@ -147,10 +147,10 @@ def _wait_label(title: str, waits: Sequence[WaitSpec]) -> str:
 
 def _find_cycle(by_name: dict[str, PackageSpec], remaining: Sequence[PackageSpec]) -> list[str]:
     """A cycle among `remaining` (which all wait on each other), as a closed list of names."""
+    names = {r.name for r in remaining}
     path: list[str] = [remaining[0].name]
     while True:
-        current = by_name[path[-1]]
-        nxt = next(n for n in current.needs if n in by_name and n in {r.name for r in remaining})
+        nxt = next(n for n in by_name[path[-1]].needs if n in names)
         if nxt in path:
             return [*path[path.index(nxt) :], nxt]
         path.append(nxt)

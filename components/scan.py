@@ -62,7 +62,6 @@ class PackageScan:
 
     digest: str = ""
     """sha256 over the sorted relative paths and contents of every file of the package."""
-    files: int = 0
     objects: int = 0
     """Objects kpt would apply (the inventory and local config excluded)."""
     inventories: list[Inventory] = field(default_factory=list)
@@ -98,9 +97,12 @@ def _walk(root: Path) -> Iterator[tuple[str, Path]]:
 
 def kind_of(document: dict[str, Any]) -> KindRef:
     """The group and kind of a Kubernetes object."""
-    api_version = str(document.get("apiVersion", ""))
-    group = api_version.rpartition("/")[0]
-    return KindRef(group, str(document.get("kind", "")))
+    return _kind_ref(str(document.get("apiVersion", "")), str(document.get("kind", "")))
+
+
+def _kind_ref(api_version: str, kind: str) -> KindRef:
+    """`apps/v1`, `Deployment` -> apps/Deployment; the core group (`v1`) is the empty group."""
+    return KindRef(api_version.rpartition("/")[0], kind)
 
 
 def _labels(document: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +161,6 @@ def scan_package(root: Path) -> PackageScan:
     for relative, path in _walk(root):
         content = path.read_bytes()
         _feed(digest, relative, content)
-        scan.files += 1
         base = relative.rpartition("/")[2]
         if base == "Kptfile" and "/" in relative:
             scan.nested_packages.append(relative.rpartition("/")[0])
@@ -212,7 +213,7 @@ def _scan_yaml(scan: PackageScan, relative: str, content: bytes) -> None:
         top = _top_keys(chunk)
         kind, api_version = top.get("kind"), top.get("apiVersion")
         if kind and api_version and kind not in _READ_WHOLE and _LOCAL_CONFIG.encode() not in chunk:
-            ref = KindRef(api_version.rpartition("/")[0], kind)
+            ref = _kind_ref(api_version, kind)
             if kind == "CustomResourceDefinition":
                 provided = _crd_kind(chunk)
                 if provided is None:  # unusual layout: fall back to a full load

@@ -140,10 +140,8 @@ def run_program(
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]  # the SDK's decorator is untyped
     def evaluate() -> pulumi.Output[Any]:
-        exports = runpy.run_path(str(program), run_name="__main__")
-        stack_outputs = pulumi.runtime.settings.get_root_resource()
-        del exports
-        captured = getattr(stack_outputs, "outputs", {})
+        runpy.run_path(str(program), run_name="__main__")
+        captured = getattr(pulumi.runtime.settings.get_root_resource(), "outputs", {})
         return pulumi.Output.all(**captured).apply(run.outputs.update)
 
     try:

@@ -8,7 +8,6 @@ condition. One line per package; exit status 1 when any package is unhealthy. It
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from collections.abc import Sequence
 from components import kptstep
 from components.catalog import LoadedPackage
 from components.config import CatalogConfig, ConfigError, WaitSpec
-from components.environment import apply_environment
+from components.environment import status_environment
 from tools.stackfile import ROOT, load_stack_catalog
 
 __all__ = ["check_package", "main", "native_waits"]
@@ -48,11 +47,7 @@ def check_package(package: LoadedPackage, config: CatalogConfig) -> tuple[bool, 
     """(healthy, one-line verdict, the step's own lines) for one package."""
     spec = package.spec
     waits = [*spec.wait_before, *spec.wait_after, *native_waits(package)]
-    environment = {
-        **os.environ,
-        **apply_environment(package, config),
-        kptstep.ENV_WAITS: json.dumps([w.as_step_input() for w in waits]),
-    }
+    environment = {**os.environ, **status_environment(package, config, waits)}
     completed = subprocess.run(
         [sys.executable, kptstep.STEP_SCRIPT, kptstep.SUBCOMMAND_STATUS],
         cwd=ROOT,
