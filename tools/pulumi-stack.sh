@@ -87,6 +87,8 @@ choose_passphrase() {
 }
 
 # destroy-all: protected resources are unprotected only for the length of one `pulumi destroy`.
+# `pulumi stack export` prints the stored deployment without decrypting anything
+# (pulumi/pulumi pkg/cmd/pulumi/stack/stack_export.go); tools/stackstate.py reads it.
 # `pulumi state protect` and `unprotect` are called once per URN: older CLIs take one URN each
 # (pulumi/pulumi pkg/cmd/pulumi/state/state_protect.go: MaximumNArgs(1)).
 interrupted=0
