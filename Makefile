@@ -42,9 +42,9 @@ preview: venv ## Show what `make up` would change, as a diff
 destroy: venv ## Roll the catalog back in reverse order, keeping protected packages (kube-vip)
 	$(PULUMI_STACK) destroy --exclude-protected $(PULUMI_ARGS)
 
+# If the destroy is declined, fails or is interrupted, kube-vip is protected again before it returns.
 destroy-all: venv ## Unprotect and remove everything, kube-vip too: only when the whole cluster goes
-	$(PULUMI_STACK) state unprotect --all --yes
-	$(PULUMI_STACK) destroy $(PULUMI_ARGS)
+	$(PULUMI_STACK) destroy-all $(PULUMI_ARGS)
 
 test: venv ## Lint, type-check and run the tests (needs only Python, kpt and kubectl)
 	$(VENV)/bin/ruff check .

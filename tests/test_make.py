@@ -9,6 +9,7 @@ wrapper needs, so neither a real `pulumi` nor the developer's login can leak in.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shlex
@@ -21,14 +22,22 @@ from typing import Any
 
 import pytest
 
+from tools.stackstate import protected_urns
+
 REPO = Path(__file__).resolve().parent.parent
 
 # What the wrapper and the Makefile's recipes call besides pulumi, kpt and kubectl.
 SYSTEM_TOOLS = ("sh", "dirname", "mkdir", "awk")
 
 # Records one JSON line per call; `whoami` succeeds only when the test says the user is logged in.
+# With FAKE_PULUMI_STATE it also keeps a stack's resources, as `pulumi stack export` prints them:
+# `state protect`/`unprotect` flip `protect`, and `destroy` does what FAKE_PULUMI_DESTROY says:
+# "ok" (remove everything, refusing protected resources as pulumi does), "decline" (change
+# nothing, exit non-zero), "fail" (remove the URNs in FAKE_PULUMI_DESTROY_REMOVES, then exit
+# non-zero), "interrupt" (Ctrl-C: SIGINT to the whole process group, as a terminal sends it) or
+# "terminate" (SIGTERM to the group, as a CI runner's timeout sends it).
 FAKE_PULUMI = """\
-import json, os, sys
+import json, os, signal, sys
 
 args = sys.argv[1:]
 with open(os.environ["FAKE_PULUMI_LOG"], "a") as log:
@@ -39,6 +48,50 @@ with open(os.environ["FAKE_PULUMI_LOG"], "a") as log:
     }) + "\\n")
 if args[:1] == ["whoami"] and os.environ["FAKE_PULUMI_LOGGED_IN"] != "1":
     sys.exit("error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions")
+
+state_file = os.environ.get("FAKE_PULUMI_STATE")
+if not state_file:
+    sys.exit(0)
+with open(state_file) as f:
+    export = json.load(f)
+resources = export["deployment"].setdefault("resources", [])
+
+def save():
+    with open(state_file, "w") as f:
+        json.dump(export, f)
+
+if args[:2] == ["stack", "export"]:
+    print(json.dumps(export, indent=4))
+elif args[:1] == ["state"] and args[1] in ("protect", "unprotect"):
+    urn = args[-1]
+    if urn in os.environ.get("FAKE_PULUMI_FAIL_UNPROTECT", "").split(","):
+        sys.exit(f"error: cannot unprotect {urn}")
+    found = [r for r in resources if r["urn"] == urn and not r.get("delete")]
+    if not found:
+        sys.exit(f'error: No such resource "{urn}" exists in the current state')
+    for r in found:
+        r["protect"] = args[1] == "protect"
+    save()
+elif args[:1] == ["destroy"]:
+    mode = os.environ.get("FAKE_PULUMI_DESTROY", "ok")
+    if mode == "ok":
+        protected = [r["urn"] for r in resources if r.get("protect")]
+        if protected:
+            sys.exit(f"error: unable to delete protected resource {protected[0]}")
+        resources.clear()
+        save()
+    elif mode == "decline":
+        sys.exit("confirmation declined, not proceeding with the destroy")
+    elif mode == "fail":
+        removed = os.environ["FAKE_PULUMI_DESTROY_REMOVES"].split(",")
+        resources[:] = [r for r in resources if r["urn"] not in removed]
+        save()
+        sys.exit("error: update failed")
+    elif mode in ("interrupt", "terminate"):
+        sent = signal.SIGINT if mode == "interrupt" else signal.SIGTERM
+        signal.signal(sent, signal.SIG_IGN)
+        os.killpg(os.getpgrp(), sent)
+        sys.exit("error: update canceled")
 """
 
 WHOAMI = ["whoami", "--non-interactive"]
@@ -75,6 +128,7 @@ class Sandbox:
             "FAKE_PULUMI_LOGGED_IN": "1" if logged_in else "0",
             **(env or {}),
         }
+        # A session of its own, so that a stand-in's Ctrl-C reaches this run and not pytest.
         return subprocess.run(
             argv,
             cwd=self.project,
@@ -83,6 +137,7 @@ class Sandbox:
             text=True,
             timeout=60,
             check=False,
+            start_new_session=True,
         )
 
     def wrapper(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -113,12 +168,15 @@ def sandbox(tmp_path: Path) -> Sandbox:
     (project / "tools").mkdir(parents=True)
     shutil.copy(REPO / "Makefile", project)
     shutil.copy(REPO / "tools" / "pulumi-stack.sh", project / "tools")
+    shutil.copy(REPO / "tools" / "stackstate.py", project / "tools")
+    shutil.copy(REPO / "Pulumi.yaml", project)
     # `venv` is satisfied: the stamp is newer than the requirements files it depends on.
     for name in ("requirements.txt", "requirements-dev.txt"):
         shutil.copy(REPO / name, project)
         os.utime(project / name, (1_000_000_000, 1_000_000_000))
-    (project / "venv").mkdir()
+    (project / "venv" / "bin").mkdir(parents=True)
     (project / "venv" / ".installed").touch()
+    (project / "venv" / "bin" / "python").symlink_to(sys.executable)
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -251,15 +309,260 @@ def test_make_targets_run_pulumi(sandbox: Sandbox, make_args, pulumi_command):
     assert sandbox.argvs() == [WHOAMI, _select(stack), pulumi_command]
 
 
-def test_make_destroy_all_unprotects_then_destroys(sandbox: Sandbox):
-    result = sandbox.make("destroy-all")
+# --- destroy-all: protection comes back unless the resources are gone -----------------------
+
+STACK_URN = "urn:pulumi:dev::kpt-catalog::pulumi:pulumi:Stack::kpt-catalog-dev"
+KUBE_VIP = "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage::kube-vip"
+KUBE_VIP_APPLY = (
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command"
+    "::kube-vip-apply"
+)
+CILIUM = "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage::cilium"
+EXPORT = ["stack", "export", "--stack", "dev"]
+
+
+def _stack_state(sandbox: Sandbox, protected: tuple[str, ...] = (KUBE_VIP, KUBE_VIP_APPLY)) -> Path:
+    """A deployed stack whose kube-vip (component and child) is protected, cilium not."""
+    resources = [
+        {"urn": urn, "type": urn.split("::")[2], "protect": urn in protected}
+        for urn in (STACK_URN, KUBE_VIP, KUBE_VIP_APPLY, CILIUM)
+    ]
+    state = sandbox.project.parent / "fake-state.json"
+    state.write_text(json.dumps({"version": 3, "deployment": {"resources": resources}}))
+    return state
+
+
+def _protected_now(state: Path) -> list[str]:
+    resources = json.loads(state.read_text())["deployment"]["resources"]
+    return [r["urn"] for r in resources if r.get("protect") and not r.get("delete")]
+
+
+def _destroy_all(sandbox: Sandbox, state: Path, *make_args: str, **env: str):
+    result = sandbox.make("destroy-all", *make_args, env={"FAKE_PULUMI_STATE": str(state), **env})
+    changes = [argv for argv in sandbox.argvs() if argv not in (WHOAMI, _select("dev"))]
+    return result, changes
+
+
+def _unprotect(urn: str) -> list[str]:
+    return ["state", "unprotect", "--yes", "--stack", "dev", urn]
+
+
+def _protect(urn: str) -> list[str]:
+    return ["state", "protect", "--yes", "--stack", "dev", urn]
+
+
+def test_destroy_all_unprotects_exactly_the_protected_then_destroys_everything(sandbox):
+    state = _stack_state(sandbox)
+
+    result, changes = _destroy_all(sandbox, state, "PULUMI_ARGS=--yes")
 
     assert result.returncode == 0, result.stdout + result.stderr
-    changes = [argv for argv in sandbox.argvs() if argv not in (WHOAMI, _select("dev"))]
     assert changes == [
-        ["state", "unprotect", "--all", "--yes", "--stack", "dev"],
-        ["destroy", "--stack", "dev"],
+        EXPORT,
+        _unprotect(KUBE_VIP),
+        _unprotect(KUBE_VIP_APPLY),
+        ["destroy", "--yes", "--stack", "dev"],
+        EXPORT,  # nothing of it is left: nothing to protect again
     ]
+    assert json.loads(state.read_text())["deployment"]["resources"] == []
+    assert "protected again" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("destroy", "expected_status"),
+    [("decline", 1), ("interrupt", None), ("terminate", None)],
+    ids=["declined", "interrupted", "terminated"],
+)
+def test_destroy_all_that_does_not_happen_leaves_kube_vip_protected(
+    sandbox, destroy, expected_status
+):
+    state = _stack_state(sandbox)
+
+    result, changes = _destroy_all(sandbox, state, FAKE_PULUMI_DESTROY=destroy)
+
+    assert changes == [
+        EXPORT,
+        _unprotect(KUBE_VIP),
+        _unprotect(KUBE_VIP_APPLY),
+        ["destroy", "--stack", "dev"],
+        EXPORT,
+        _protect(KUBE_VIP),
+        _protect(KUBE_VIP_APPLY),
+    ]
+    assert _protected_now(state) == [KUBE_VIP, KUBE_VIP_APPLY]
+    assert f"protected again: {KUBE_VIP}" in result.stderr
+    if expected_status is None:
+        # make itself dies of the signal, after the wrapper has finished protecting.
+        assert result.returncode != 0
+    else:
+        assert result.returncode == 2  # make's status when a recipe fails
+        assert "destroy-all] Error 1" in result.stderr  # the stand-in destroy's own status
+
+
+def test_destroy_all_that_fails_half_way_protects_again_only_what_is_left(sandbox):
+    state = _stack_state(sandbox)
+
+    result, changes = _destroy_all(
+        sandbox,
+        state,
+        FAKE_PULUMI_DESTROY="fail",
+        FAKE_PULUMI_DESTROY_REMOVES=f"{CILIUM},{KUBE_VIP_APPLY}",
+    )
+
+    assert result.returncode != 0
+    assert changes[-3:] == [["destroy", "--stack", "dev"], EXPORT, _protect(KUBE_VIP)]
+    assert _protected_now(state) == [KUBE_VIP]
+
+
+def test_an_old_copy_pending_deletion_is_not_unprotected():
+    # `pulumi state unprotect` skips such copies and refuses their URN (state_unprotect.go).
+    live = {"urn": KUBE_VIP, "protect": True}
+    old = {"urn": CILIUM, "protect": True, "delete": True}
+    export = {"version": 3, "deployment": {"resources": [live, old, dict(live)]}}
+
+    assert protected_urns(export) == [KUBE_VIP]
+
+
+def test_destroy_all_with_nothing_protected_just_destroys(sandbox):
+    state = _stack_state(sandbox, protected=())
+
+    result, changes = _destroy_all(sandbox, state)
+
+    assert result.returncode == 0, result.stderr
+    assert changes == [EXPORT, ["destroy", "--stack", "dev"]]
+
+
+def test_destroy_all_stops_before_destroying_when_an_unprotect_fails(sandbox):
+    state = _stack_state(sandbox)
+
+    result, changes = _destroy_all(sandbox, state, FAKE_PULUMI_FAIL_UNPROTECT=KUBE_VIP_APPLY)
+
+    assert result.returncode != 0
+    assert changes == [
+        EXPORT,
+        _unprotect(KUBE_VIP),
+        _unprotect(KUBE_VIP_APPLY),
+        EXPORT,
+        _protect(KUBE_VIP),
+    ]
+    assert _protected_now(state) == [KUBE_VIP, KUBE_VIP_APPLY]
+    assert f"could not unprotect {KUBE_VIP_APPLY}; nothing was destroyed" in result.stderr
+
+
+def test_destroy_all_changes_nothing_when_the_state_cannot_be_read(sandbox):
+    # The plain stand-in prints nothing for `stack export`.
+    result = sandbox.make("destroy-all")
+
+    assert result.returncode != 0
+    assert sandbox.argvs()[-1] == EXPORT
+    assert "cannot read which resources of stack dev are protected; nothing was changed" in (
+        result.stderr
+    )
+
+
+# --- the passphrase: empty only for a stack that holds no secret ----------------------------
+
+SECRET = {
+    "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
+    "ciphertext": "v1:x",
+}
+
+
+def _checkpoint(sandbox: Sandbox, outputs: dict[str, Any], suffix: str = ".json") -> Path:
+    path = sandbox.state_dir / ".pulumi" / "stacks" / "kpt-catalog" / f"dev{suffix}"
+    path.parent.mkdir(parents=True)
+    text = json.dumps(
+        {
+            "version": 3,
+            "checkpoint": {"latest": {"resources": [{"urn": CILIUM, "outputs": outputs}]}},
+        }
+    )
+    path.write_bytes(gzip.compress(text.encode()) if suffix == ".json.gz" else text.encode())
+    return path
+
+
+def _stack_file(sandbox: Sandbox, text: str) -> None:
+    (sandbox.project / "Pulumi.dev.yaml").write_text(text)
+
+
+PLAIN_CONFIG = "config:\n  kpt-catalog:context: rke2\nencryptionsalt: v1:abc\n"
+SECURE_CONFIG = PLAIN_CONFIG + "  kpt-catalog:oauthSecret:\n    secure: v1:AAAA\n"
+
+
+def test_an_empty_passphrase_is_used_only_after_finding_no_secret(sandbox):
+    _stack_file(sandbox, PLAIN_CONFIG)
+    _checkpoint(sandbox, {"stdout": "applied 3 objects", "nested": [{"value": 1}]})
+
+    result = sandbox.wrapper("up")
+
+    assert result.returncode == 0, result.stderr
+    assert sandbox.calls()[-1]["passphrase"] == ""
+    assert "checked Pulumi.dev.yaml and its state, this stack holds no secrets" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "state", "where"),
+    [
+        (SECURE_CONFIG, None, "Pulumi.dev.yaml: a `secure:` value"),
+        (PLAIN_CONFIG, ".json", ".pulumi-state/.pulumi/stacks/kpt-catalog/dev.json: encrypted"),
+        (
+            PLAIN_CONFIG,
+            ".json.gz",
+            ".pulumi-state/.pulumi/stacks/kpt-catalog/dev.json.gz: encrypted",
+        ),
+    ],
+    ids=["secure-config", "secret-in-state", "secret-in-gzipped-state"],
+)
+def test_a_stack_holding_secrets_stops_and_says_how_to_give_its_passphrase(
+    sandbox, config, state, where
+):
+    _stack_file(sandbox, config)
+    if state:
+        _checkpoint(sandbox, {"token": {"list": [SECRET]}}, suffix=state)
+
+    result = sandbox.wrapper("up")
+
+    assert result.returncode == 1
+    assert sandbox.argvs() == [WHOAMI]  # not even `stack select`
+    assert "stack dev holds secrets, so it needs its passphrase:" in result.stderr
+    assert where in result.stderr
+    assert "export PULUMI_CONFIG_PASSPHRASE_FILE=" in result.stderr
+    assert (
+        f"PULUMI_CONFIG_PASSPHRASE= PULUMI_BACKEND_URL=file://{sandbox.state_dir} "
+        "pulumi stack change-secrets-provider passphrase --stack dev"
+    ) in result.stderr
+    assert "holds no secrets" not in result.stderr
+
+
+def test_state_that_cannot_be_read_is_never_taken_for_no_secrets(sandbox):
+    _checkpoint(sandbox, {}, suffix=".json.zst")
+
+    result = sandbox.wrapper("up")
+
+    assert result.returncode == 1
+    assert "cannot tell whether stack dev holds secrets" in result.stderr
+    assert "dev.json.zst: zstd-compressed state cannot be read here" in result.stderr
+    assert "holds no secrets" not in result.stderr
+
+
+def test_a_secrets_provider_named_in_the_stack_file_is_left_to_pulumi(sandbox):
+    _stack_file(sandbox, SECURE_CONFIG + "secretsprovider: awskms://alias/kpt?region=eu-west-1\n")
+
+    result = sandbox.wrapper("up")
+
+    assert result.returncode == 0, result.stderr
+    assert sandbox.calls()[-1]["passphrase"] is None
+    assert "names the secrets provider awskms://alias/kpt?region=eu-west-1" in result.stderr
+
+
+def test_a_passphrase_the_user_set_unlocks_a_stack_with_secrets_and_is_never_printed(sandbox):
+    _stack_file(sandbox, SECURE_CONFIG)
+
+    result = sandbox.wrapper("up", env={"PULUMI_CONFIG_PASSPHRASE": "s3cret"})
+
+    assert result.returncode == 0, result.stderr
+    assert sandbox.calls()[-1]["passphrase"] == "s3cret"  # noqa: S105 - made up, to look for
+    assert "s3cret" not in result.stderr + result.stdout
 
 
 def test_make_help_lists_every_target(sandbox: Sandbox):

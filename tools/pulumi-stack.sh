@@ -7,8 +7,16 @@
 #   - if PULUMI_BACKEND_URL is set, or `pulumi whoami` succeeds (logged in), that backend is
 #     used; otherwise state goes to <project>/.pulumi-state through PULUMI_BACKEND_URL for this
 #     run only (never `pulumi login`, which would rewrite ~/.pulumi/credentials.json);
+#     On that local backend, when neither PULUMI_CONFIG_PASSPHRASE nor PULUMI_CONFIG_PASSPHRASE_FILE
+#     is set, the passphrase is set to empty only after tools/stackstate.py found no secret in
+#     Pulumi.<stack>.yaml nor in the stack's state; otherwise it stops and says how to set one;
 #   - the stack ${STACK:-dev} is selected, and created if it does not exist yet;
 #   - then `pulumi <args> --stack <stack>` runs.
+#
+# `tools/pulumi-stack.sh destroy-all [args...]` removes everything, protected resources too, and
+# cannot half-happen: it unprotects exactly the resources that are protected, runs
+# `pulumi destroy [args...]`, and whatever the outcome (declined, failed, Ctrl-C) protects again
+# every one of them still in state before it returns, with the destroy's exit status.
 set -eu
 
 prog=pulumi-stack
@@ -37,6 +45,117 @@ project_dir=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd -P)
 stack=${STACK:-dev}
 cd "$project_dir"
 
+# tools/stackstate.py is standard library only: the project's venv runs it, else python3.
+if [ -x venv/bin/python ]; then
+	python=venv/bin/python
+else
+	python=python3
+fi
+stackstate() { "$python" tools/stackstate.py "$@"; }
+
+# An empty passphrase only for a stack that holds no secret: Pulumi.<stack>.yaml has no `secure:`
+# value and the state file has no encrypted value. The passphrase itself is never printed.
+choose_passphrase() {
+	if found=$(stackstate secrets --stack "$stack" --state-dir "$1"); then
+		PULUMI_CONFIG_PASSPHRASE=''
+		export PULUMI_CONFIG_PASSPHRASE
+		say "PULUMI_CONFIG_PASSPHRASE set to empty: checked Pulumi.$stack.yaml and its state, this stack holds no secrets"
+		return 0
+	else
+		verdict=$?
+	fi
+	case $verdict in
+	3)
+		say "Pulumi.$stack.yaml names the secrets provider $found: it, not a passphrase, protects this stack's secrets"
+		return 0
+		;;
+	1)
+		say "stack $stack holds secrets, so it needs its passphrase:"
+		printf '%s\n' "$found" | while IFS= read -r where; do say "  $where"; done
+		;;
+	*)
+		say "cannot tell whether stack $stack holds secrets, so it will not use an empty passphrase:"
+		say "  $found"
+		;;
+	esac
+	say "set it for this shell, then run this again:"
+	say "  export PULUMI_CONFIG_PASSPHRASE_FILE=<a file only you can read, holding the passphrase>"
+	say "  (or: read -rs PULUMI_CONFIG_PASSPHRASE && export PULUMI_CONFIG_PASSPHRASE)"
+	say "if this stack was created with the empty passphrase, give it a real one (it asks for the new one):"
+	say "  PULUMI_CONFIG_PASSPHRASE= PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL pulumi stack change-secrets-provider passphrase --stack $stack"
+	exit 1
+}
+
+# destroy-all: protected resources are unprotected only for the length of one `pulumi destroy`.
+# `pulumi stack export` prints the stored deployment without decrypting anything
+# (pulumi/pulumi pkg/cmd/pulumi/stack/stack_export.go); tools/stackstate.py reads it.
+# `pulumi state protect` and `unprotect` are called once per URN: older CLIs take one URN each
+# (pulumi/pulumi pkg/cmd/pulumi/state/state_protect.go: MaximumNArgs(1)).
+interrupted=0
+unprotected=''
+newline='
+'
+reprotect() {
+	[ -n "$unprotected" ] || return 0
+	# Only those still in state: the destroy may have removed some (or all) of them.
+	# shellcheck disable=SC2086 # one URN a word: IFS is a newline and globbing is off
+	if export_json=$(pulumi stack export --stack "$stack" </dev/null) &&
+		still=$(printf '%s' "$export_json" | stackstate present $unprotected); then
+		:
+	else
+		still=$unprotected
+	fi
+	left=''
+	for urn in $still; do
+		if pulumi state protect --yes --stack "$stack" "$urn" </dev/null; then
+			say "protected again: $urn"
+		else
+			left="$left$urn$newline"
+		fi
+	done
+	unprotected=''
+	if [ -n "$left" ]; then
+		say "could NOT protect these again; run, for each:"
+		for urn in $left; do say "  pulumi state protect --yes --stack $stack '$urn'"; done
+		return 1
+	fi
+}
+
+destroy_all() {
+	set -f # URNs are words split on newlines only, never globbed
+	IFS=$newline
+	if ! export_json=$(pulumi stack export --stack "$stack" </dev/null) ||
+		! protected=$(printf '%s' "$export_json" | stackstate protected); then
+		say "cannot read which resources of stack $stack are protected; nothing was changed"
+		exit 1
+	fi
+	# Ctrl-C reaches pulumi too (same process group); the shell runs the trap once pulumi has
+	# returned, and then goes on to protect everything again.
+	trap 'interrupted=130' INT
+	trap 'interrupted=143' TERM
+	trap 'reprotect' EXIT
+	for urn in $protected; do
+		[ "$interrupted" -eq 0 ] || break
+		if ! pulumi state unprotect --yes --stack "$stack" "$urn" </dev/null; then
+			say "could not unprotect $urn; nothing was destroyed"
+			reprotect || true
+			exit 1
+		fi
+		unprotected="$unprotected$urn$newline"
+	done
+	status=0
+	if [ "$interrupted" -eq 0 ]; then
+		pulumi destroy "$@" --stack "$stack" || status=$?
+	fi
+	if [ "$status" -eq 0 ] && [ "$interrupted" -ne 0 ]; then
+		status=$interrupted
+	fi
+	if ! reprotect && [ "$status" -eq 0 ]; then
+		status=1
+	fi
+	exit "$status"
+}
+
 # whoami logs in as a side effect when it can: --non-interactive and a closed stdin keep it from
 # prompting for a token or opening a browser when nobody is logged in.
 if [ -n "${PULUMI_BACKEND_URL:-}" ]; then
@@ -57,11 +176,13 @@ else
 	say "not logged in to a Pulumi backend (pulumi whoami: ${whoami_reason:-failed})"
 	say "keeping this project's state in $state_dir; run 'pulumi login' first to use another backend"
 	if [ -z "${PULUMI_CONFIG_PASSPHRASE+set}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE+set}" ]; then
-		PULUMI_CONFIG_PASSPHRASE=''
-		export PULUMI_CONFIG_PASSPHRASE
-		say "PULUMI_CONFIG_PASSPHRASE set to empty: this stack's config holds no secrets"
+		choose_passphrase "$state_dir"
 	fi
 fi
 
 pulumi stack select --create "$stack"
+if [ "$1" = destroy-all ]; then
+	shift
+	destroy_all "$@"
+fi
 exec pulumi "$@" --stack "$stack"
