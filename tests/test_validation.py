@@ -169,7 +169,7 @@ CASES: dict[str, tuple[Mutation, list[str]]] = {
         [
             "packages[1]: package 'cilium' uses cilium.io/CiliumBGPAdvertisement (bgp.yaml)",
             "no package provides its CRD",
-            "waitBefore on crd/<plural>.cilium.io",
+            "waitBefore on crd/ciliumbgpadvertisements.cilium.io condition=Established",
             "clusterProvidedKinds",
         ],
     ),
