@@ -72,13 +72,21 @@ def kpt_reads(name: str) -> bool:
 def read_file(path: Path, label: str) -> tuple[bytes | None, str | None]:
     """The bytes of a regular file of at most MAX_MANIFEST_BYTES, or a problem naming `label`.
 
-    Opened non-blocking (a FIFO never blocks the open) and checked with fstat on the open
-    descriptor, so what is read is what was checked: never a device, FIFO or socket."""
+    Checked before it is opened, opened non-blocking (a FIFO swapped in never blocks the open)
+    and checked again on the open descriptor, so what is read is what was checked: never a
+    device, FIFO or socket."""
     try:
+        # stat first: a socket cannot even be opened, and a FIFO or device need not be.
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return (
+                None,
+                f"{label} is {_kind(info.st_mode)}, not a file: kpt cannot read it; remove it",
+            )
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
         if not path.is_symlink():
-            return None, f"{label} cannot be read: it does not exist"
+            return None, f"{label}: cannot read it, it does not exist"
         return None, f"{label} is a symlink to nothing (dangling); remove it or fix its target"
     except OSError as error:
         if error.errno == 40:  # ELOOP
