@@ -26,6 +26,14 @@ COMMAND = "command:local:Command"
 HOSTILE = "cat $(touch PWNED) `touch PWNED2` 'single' \"double\" ; touch PWNED3"
 
 
+@pytest.fixture(autouse=True)
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The steps' logs go under the test's own directory."""
+    home = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A project directory holding the step runner, as the command provider's cwd."""
@@ -144,7 +152,9 @@ def test_hostile_catalog_path_is_passed_literally(project: Path, tmp_path: Path)
     gate = run.by_name("headscale-wait-after")
     # The strings never hold a value: only the environment does.
     assert apply.inputs["create"] == "python3 components/kptstep.py apply"
-    assert HOSTILE not in apply.inputs["create"] + apply.inputs["delete"]
+    inventory = run.by_name("headscale-inventory")
+    assert HOSTILE not in apply.inputs["create"] + inventory.inputs["delete"]
+    assert "delete" not in apply.inputs
     record = tmp_path / "calls.jsonl"
     for script in (apply.inputs["create"], apply.inputs["update"], gate.inputs["create"]):
         result = _shell(
@@ -179,7 +189,8 @@ def test_simulated_destroy_works_after_the_catalog_is_gone(
     shutil.rmtree(catalog)  # moved, renamed or deleted since the deploy
     record = tmp_path / "calls.jsonl"
     deletes = [c for c in reversed(_commands_in_dependency_order(run)) if "delete" in c.inputs]
-    assert [c.name for c in deletes][:1] == ["envoy-gateway-apply"]
+    assert [c.name for c in deletes][:1] == ["envoy-gateway-inventory"]
+    assert all(c.name.endswith("-inventory") for c in deletes)
     for command in deletes:
         if command.protect:
             continue  # `make destroy` is --exclude-protected
@@ -219,7 +230,7 @@ def test_registered_delete_gets_past_the_inventory_with_the_real_kpt(
         "contexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n"
         "users:\n- name: u\n  user: {token: t}\n"
     )
-    command = run.by_name("headscale-apply")
+    command = run.by_name("headscale-inventory")
     env = {**os.environ, **command.inputs["environment"], "KUBECONFIG": str(kubeconfig)}
     result = subprocess.run(
         ["/bin/sh", "-c", command.inputs["delete"]],
