@@ -245,3 +245,37 @@ def test_registered_delete_gets_past_the_inventory_with_the_real_kpt(
     assert "failed to read inventory from cluster" in result.stderr
     assert "127.0.0.1:1" in result.stderr
     assert "no ResourceGroup object was provided" not in result.stderr
+
+
+def test_a_failed_first_apply_is_rolled_back_by_the_inventory_delete(
+    project: Path, catalog: Path, tmp_path: Path
+) -> None:
+    """The engine records nothing for a failed create; the rollback lives on `<pkg>-inventory`,
+    created first, so `pulumi destroy` still runs `kpt live destroy` for what kpt applied."""
+    run = _run_program({**dev_stack_config(), "catalogDir": str(catalog)})
+    inventory = run.by_name("headscale-inventory")
+    apply = run.by_name("headscale-apply")
+    assert inventory.urn in apply.dependencies
+    assert "delete" not in apply.inputs
+    record = tmp_path / "calls.jsonl"
+    created = _shell(inventory.inputs["create"], inventory.inputs["environment"], project, record)
+    assert created.returncode == 0, created.stderr
+    assert _calls(record) == []  # recording the rollback touches nothing
+    failed = _shell(
+        apply.inputs["create"],
+        apply.inputs["environment"],
+        project,
+        record,
+        FAKE_KPT_SCENARIO="apply-failed",
+    )
+    assert failed.returncode == 1
+    assert [c["argv"][:2] for c in _calls(record)] == [["live", "apply"]]
+    rolled_back = _shell(
+        inventory.inputs["delete"], inventory.inputs["environment"], project, record
+    )
+    assert rolled_back.returncode == 0, rolled_back.stderr
+    destroy = _calls(record)[-1]
+    assert destroy["argv"][:2] == ["live", "destroy"]
+    group = destroy["dir_files"]["resourcegroup.yaml"]
+    assert 'name: "headscale"' in group and 'namespace: "headscale"' in group
+    assert "kpt-catalog-headscale" in group
