@@ -777,15 +777,20 @@ def _seconds(env: Mapping[str, str], name: str) -> int:
     return int(value)
 
 
+def _local_path(value: str) -> str:
+    """A path from the environment as written in the stack (`~/...`, relative or absolute), as
+    this machine reads it: `~` expanded, a relative path taken from the working directory, which
+    is the project directory (Pulumi runs every Command there, and so does `make status`)."""
+    return str(Path(value).expanduser().absolute())
+
+
 def _absolute_dir(env: Mapping[str, str]) -> str:
-    value = _require(env, ENV_DIR, "the absolute path of the package directory")
-    if not Path(value).is_absolute():
-        raise EnvError(f"{ENV_DIR} must be an absolute path, got {value!r}")
-    return value
+    return _local_path(_require(env, ENV_DIR, "the package directory"))
 
 
 def _cluster(env: Mapping[str, str]) -> Cluster:
-    return Cluster(env.get(ENV_KUBECONFIG, ""), env.get(ENV_CONTEXT, ""))
+    kubeconfig = env.get(ENV_KUBECONFIG, "")
+    return Cluster(_local_path(kubeconfig) if kubeconfig else "", env.get(ENV_CONTEXT, ""))
 
 
 def parse_waits(text: str) -> tuple[Wait, ...]:

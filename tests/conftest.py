@@ -1,4 +1,4 @@
-"""Shared fixtures: a private copy of the example catalog and the dev stack's config."""
+"""Shared fixtures: a private copy of the example catalog and the tests' own stack config."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def catalog(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def dev_config(catalog: Path) -> dict[str, Any]:
-    """The dev stack's config, pointed at the private catalog copy."""
+    """The tests' dev stack config and graph, pointed at the private catalog copy."""
     config = dev_stack_config()
     config["catalogDir"] = str(catalog)
     return config
