@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.harness import EXAMPLE_CATALOG, dev_stack_config
+from tests.harness import EXAMPLE_CATALOG, ROOT, dev_stack_config
+from tools import stackfile
 
 
 @pytest.fixture
@@ -25,3 +27,19 @@ def dev_config(catalog: Path) -> dict[str, Any]:
     config = dev_stack_config()
     config["catalogDir"] = str(catalog)
     return config
+
+
+@pytest.fixture
+def stack_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory the tests own, where `make plan` and `make status` find the dev
+    stack's file (the tests' cluster access) and `packages.yaml` (the example graph)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
+    stack = dev_stack_config()
+    packages = stack.pop("packages")
+    document = {"config": {f"kpt-catalog:{key}": value for key, value in stack.items()}}
+    (project / "Pulumi.dev.yaml").write_text(yaml.safe_dump(document))
+    (project / "packages.yaml").write_text(yaml.safe_dump({"packages": packages}))
+    monkeypatch.setattr(stackfile, "ROOT", project)
+    return project

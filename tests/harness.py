@@ -131,6 +131,30 @@ class Registration:
     protect: bool
     replace_on_changes: tuple[str, ...]
     custom_timeouts: dict[str, str]
+    aliases: tuple[str, ...] = ()
+    """The URNs the resource may have had before, as the engine reads the alias specs."""
+
+
+def _alias_urn(alias: Any, request: Any) -> str:
+    """One alias of a registration as the URN it stands for (an alias spec left to the engine
+    names what differs from the resource: its name, type, parent, stack or project)."""
+    if alias.WhichOneof("alias") == "urn":
+        return _engine_urn(str(alias.urn))
+    spec = alias.spec
+    type_ = spec.type or request.type
+    if spec.parentUrn:
+        parent = _engine_urn(spec.parentUrn)
+    elif spec.noParent or not request.parent or "::pulumi:pulumi:Stack::" in request.parent:
+        parent = ""  # a top-level resource: the engine's URN names no parent type
+    else:
+        parent = _engine_urn(request.parent)
+    if parent:
+        prefix = parent[: parent.rfind("::")] + "$"
+    else:
+        stack = spec.stack or pulumi.get_stack()
+        project = spec.project or pulumi.get_project()
+        prefix = f"urn:pulumi:{stack}::{project}::"
+    return f"{prefix}{type_}::{spec.name or request.name}"
 
 
 def _engine_urn(urn: str) -> str:
@@ -180,6 +204,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                         "update": timeouts.update,
                         "delete": timeouts.delete,
                     },
+                    aliases=tuple(_alias_urn(a, request) for a in request.aliases),
                 )
             )
         return response

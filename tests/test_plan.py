@@ -12,7 +12,7 @@ from tools import plan
 from tools.stackfile import load_stack_config
 
 
-def test_plan_of_the_dev_stack(capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_of_the_dev_stack(capsys: pytest.CaptureFixture[str], stack_project: Path) -> None:
     assert plan.main(["--stack", "dev", "--catalog-dir", str(EXAMPLE_CATALOG)]) == 0
     out = capsys.readouterr().out
     assert "  1. kube-vip\n  2. cilium\n  3. tailscale, envoy-gateway\n  4. headscale\n" in out
@@ -29,7 +29,7 @@ def test_plan_of_the_dev_stack(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_plan_without_the_catalog_still_shows_the_graph(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, stack_project: Path
 ) -> None:
     assert plan.main(["--catalog-dir", str(tmp_path / "absent")]) == 0
     out = capsys.readouterr().out
@@ -42,7 +42,9 @@ def test_plan_names_a_bad_stack_file(capsys: pytest.CaptureFixture[str]) -> None
     assert "Pulumi.nosuchstack.yaml does not exist" in capsys.readouterr().err
 
 
-def test_plan_reports_catalog_problems(capsys: pytest.CaptureFixture[str], catalog: Path) -> None:
+def test_plan_reports_catalog_problems(
+    capsys: pytest.CaptureFixture[str], catalog: Path, stack_project: Path
+) -> None:
     (catalog / "networking/cilium/resourcegroup.yaml").unlink()
     assert plan.main(["--catalog-dir", str(catalog)]) == 1
     err = capsys.readouterr().err
@@ -57,7 +59,7 @@ def test_readme_graph_is_the_generated_one() -> None:
     )
 
 
-def test_mermaid_has_every_package_wait_and_manifest() -> None:
+def test_mermaid_has_every_package_wait_and_manifest(stack_project: Path) -> None:
     graph = Graph.build(load_stack_config("dev").packages)
     diagram = graph.mermaid()
     for node in (

@@ -30,10 +30,12 @@ NAMESPACE = "kpt-catalog:"
 
 
 def stack_config_values(
-    stack: str, overrides: dict[str, Any] | None = None, *, root: Path = ROOT
+    stack: str, overrides: dict[str, Any] | None = None, *, root: Path | None = None
 ) -> tuple[dict[str, object], tuple[str, ...]]:
     """The stack file's `kpt-catalog:` keys (project defaults underneath, `overrides` on top)
-    with the graph from `packages.yaml`, and the warnings of reading them."""
+    with the graph from `packages.yaml`, and the warnings of reading them. `root` is the project
+    directory (this checkout's by default)."""
+    root = ROOT if root is None else root
     stack_file = root / f"Pulumi.{stack}.yaml"
     if not stack_file.is_file():
         raise ConfigError([f"stack: {stack_file} does not exist; expected Pulumi.{stack}.yaml"])
