@@ -113,7 +113,7 @@ def test_every_urn_of_the_dev_stack_is_pinned(dev_run: ProgramRun) -> None:
     assert sorted(r.urn for r in dev_run.registrations) == sorted(DEV_URNS)
 
 
-def test_deploy_order_follows_the_seed(dev_run: ProgramRun) -> None:
+def test_deploy_order_follows_the_documented_order(dev_run: ProgramRun) -> None:
     after = _needs_graph(dev_run)
     chain = [
         "kube-vip-apply",
@@ -176,8 +176,9 @@ def test_destroy_order_is_the_reverse_with_the_connector_before_its_operator(
     destroy = [n for n in destroy if n in deletes]
     for index, name in enumerate(destroy):
         assert not any(name in after[later] for later in destroy[index + 1 :]), destroy
-    # The seed's rollback order is what the edges force, step by step.
-    seed_rollback = [
+    # The documented rollback order (the reverse of the deployment order) is what the edges
+    # force, step by step.
+    documented_rollback = [
         "envoy-gateway-apply",
         "headscale-apply",
         "tailscale-connector-cluster-subnet-router",
@@ -185,7 +186,7 @@ def test_destroy_order_is_the_reverse_with_the_connector_before_its_operator(
         "cilium-apply",
         "kube-vip-apply",
     ]
-    assert sorted(seed_rollback) == sorted(deletes)
+    assert sorted(documented_rollback) == sorted(deletes)
     forced = [
         ("headscale-apply", "tailscale-connector-cluster-subnet-router"),
         ("tailscale-connector-cluster-subnet-router", "tailscale-apply"),
@@ -196,8 +197,8 @@ def test_destroy_order_is_the_reverse_with_the_connector_before_its_operator(
     ]
     for first, then in forced:
         assert then in after[first], f"{first} is not deleted before {then}"
-    for index, name in enumerate(seed_rollback):
-        assert not any(name in after[later] for later in seed_rollback[index + 1 :])
+    for index, name in enumerate(documented_rollback):
+        assert not any(name in after[later] for later in documented_rollback[index + 1 :])
     # envoy-gateway and the Tailscale branch are independent: either may go first.
     assert "envoy-gateway-apply" not in after["headscale-apply"]
     assert "headscale-apply" not in after["envoy-gateway-apply"]
