@@ -183,7 +183,10 @@ def _load(config: CatalogConfig, index_of: dict[str, int]) -> Catalog:
     problems: list[str] = []
     warnings: list[str] = []
     if not config.kubeconfig_path.is_file():
-        missing = f"kubeconfig: {config.kubeconfig_path} does not exist or is not a file"
+        missing = (
+            f"kubeconfig: {config.kubeconfig_path} does not exist or is not a file; set "
+            "kpt-catalog:kubeconfig to the cluster's kubeconfig (default ~/.kube/config)"
+        )
         (problems if config.kubeconfig_required else warnings).append(missing)
     if not config.catalog_dir.is_dir():
         what = "does not exist" if not config.catalog_dir.exists() else "is not a directory"

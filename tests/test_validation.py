@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -329,3 +330,14 @@ def test_the_shipped_graph_deploys_the_example_catalog() -> None:
     stack = {"catalogDir": str(EXAMPLE_CATALOG), "kubeconfig": str(TEST_KUBECONFIG)}
     run = run_program({**stack, "context": "test", "packages": shipped_graph()})
     assert set(run.outputs["deployOrder"]) == {p["name"] for p in shipped_graph()}
+
+
+def test_a_misspelt_key_from_the_cli_is_named(
+    dev_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `pulumi up` hands the program its config as the JSON of PULUMI_CONFIG.
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"kpt-catalog:Context": "default"}))
+    run = run_program(dev_config, raise_errors=False)
+    assert isinstance(run.error, ConfigError), run.error
+    assert "kpt-catalog:Context: unknown key; did you mean kpt-catalog:context?" in str(run.error)
+    assert run.registrations == []
