@@ -35,7 +35,7 @@ def test_plan_without_the_catalog_still_shows_the_graph(
 ) -> None:
     assert plan.main(["--catalog-dir", str(tmp_path / "absent")]) == 1
     printed = capsys.readouterr()
-    assert "not found here: the graph comes from the stack file alone" in printed.out
+    assert "not found here: the graph alone is shown; no package file was read" in printed.out
     assert "3. tailscale, envoy-gateway" in printed.out
     assert (
         f"catalogDir: {tmp_path}/absent does not exist; expected the catalog's root directory"
@@ -62,7 +62,7 @@ def test_plan_reports_every_problem_at_once_and_still_shows_the_graph(
     )
     assert f"packages[{index['cilium']}].path:" in printed.err and "kpt live init" in printed.err
     assert "pipe.yaml is a FIFO (named pipe), not a file" in printed.err
-    assert "not checked: it has the problems listed: the graph comes from" in printed.out
+    assert "not checked: it has the problems listed: the graph alone is shown" in printed.out
     assert "3. tailscale, envoy-gateway" in printed.out
 
 
