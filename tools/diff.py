@@ -68,7 +68,7 @@ _KPT_FIELD_MANAGER = "kubectl"
 # Preview steps that change a package's objects (pulumi pkg/display/json.go, PreviewStep.Op).
 _CHANGING_OPS = frozenset({"create", "update", "replace", "create-replacement"})
 # A value kubectl's Secret masker wrote: `***`, `*** (before)`, `*** (after)`.
-_MASKED = re.compile(r"^([+-])\s+([-._a-zA-Z0-9]+): '?\*\*\*(?: \((before|after)\))?'?$")
+_MASKED = re.compile(r"^([+-])\s+([-._a-zA-Z0-9]+): ['\"]?\*\*\*(?: \((before|after)\))?['\"]?$")
 _HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
 _NO_MATCH = re.compile(r'no matches for kind "([^"]+)" in version "([^"]+)"')
 _LONGEST_LINE = 400
