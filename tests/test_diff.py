@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from components.kpt_package import TYPE_TOKEN
 from components.step_prune import (
     ObjectKey,
     PruneInputError,
@@ -428,6 +429,10 @@ def _preview(*steps: tuple[str, str]) -> str:
         "changeSummary": {"same": 9, "update": len(steps)},
     }
     return "Created stack 'dev'\n" + json.dumps(digest, indent=4) + "\n"
+
+
+def test_the_package_type_is_the_components() -> None:
+    assert diff.PACKAGE_TYPE == TYPE_TOKEN
 
 
 def test_preview_steps_map_to_packages() -> None:

@@ -32,7 +32,6 @@ import yaml
 
 from components.catalog import LoadedPackage
 from components.config import ConfigError
-from components.kpt_package import TYPE_TOKEN
 from components.step_prune import (
     ObjectKey,
     PruneInputError,
@@ -48,6 +47,7 @@ __all__ = [
     "EXIT_DIFFERENCES",
     "EXIT_ERROR",
     "EXIT_IN_SYNC",
+    "PACKAGE_TYPE",
     "Change",
     "PackageDiff",
     "diff_package",
@@ -65,6 +65,9 @@ _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _LOCAL_CONFIG = "config.kubernetes.io/local-config"
 # kpt's field manager for server-side apply (kpt live apply --help: "Default value is kubectl").
 _KPT_FIELD_MANAGER = "kubectl"
+# KptPackage's type token (components/kpt_package.py; a test keeps the two equal): importing that
+# module would load the Pulumi SDK, a third of a second, for one string.
+PACKAGE_TYPE = "kpt-catalog:index:KptPackage"
 # Preview steps that change a package's objects (pulumi pkg/display/json.go, PreviewStep.Op).
 _CHANGING_OPS = frozenset({"create", "update", "replace", "create-replacement"})
 # A value kubectl's Secret masker wrote: `***`, `*** (before)`, `*** (after)`.
@@ -431,7 +434,7 @@ def packages_in_preview(text: str, names: Sequence[str]) -> set[str]:
         if step.get("op") not in _CHANGING_OPS or len(parts) < 4:
             continue
         type_chain, resource = parts[2], "::".join(parts[3:])
-        if type_chain != TYPE_TOKEN and not type_chain.startswith(f"{TYPE_TOKEN}$"):
+        if type_chain != PACKAGE_TYPE and not type_chain.startswith(f"{PACKAGE_TYPE}$"):
             continue
         owner = next((n for n in by_length if resource == n or resource.startswith(f"{n}-")), "")
         if owner:
