@@ -251,11 +251,12 @@ def test_a_package_never_deployed_is_all_creates(
 
     assert code == 1
     assert verdicts(out) == {"headscale": "not deployed yet: 4 to create"}
+    # the server cannot dry-run objects in a namespace that does not exist yet
     assert [line for line in out.splitlines() if line.startswith("  + ")] == [
         "  + Namespace/headscale",
-        "  + ConfigMap/headscale/headscale-config",
-        "  + Deployment/headscale/headscale",
-        "  + Service/headscale/headscale",
+        "  + ConfigMap/headscale/headscale-config (after its Namespace, created by this package)",
+        "  + Deployment/headscale/headscale (after its Namespace, created by this package)",
+        "  + Service/headscale/headscale (after its Namespace, created by this package)",
     ]
     assert not [a for a in cluster.argvs() if "--ignore-not-found" in a]
 
@@ -272,9 +273,12 @@ def test_custom_resources_of_the_packages_own_new_crd_are_creates(
     assert code == 1
     assert verdicts(out)["envoy-gateway"].startswith("not deployed yet: ")
     assert (
-        "  + Gateway/envoy-gateway-system/eg "
-        "(after its CustomResourceDefinition, created by this package)"
+        "  + GatewayClass/eg (after its CustomResourceDefinition, created by this package)"
     ) in out.splitlines()
+    assert (
+        "  + Gateway/envoy-gateway-system/eg (after its Namespace, created by this package)"
+    ) in out.splitlines()
+    assert verdicts(out)["envoy-gateway"] == "not deployed yet: 7 to create"
     assert "  + CustomResourceDefinition/gateways.gateway.networking.k8s.io" in out.splitlines()
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.harness import EXAMPLE_CATALOG, ROOT
-from tools import status
+from tools import clusterops, status
 
 FAKEBIN = ROOT / "tests" / "fakebin"
 
@@ -141,7 +141,7 @@ def test_the_whole_run_is_bounded_and_nothing_outlives_it(
     out = capsys.readouterr().out
     assert code == 1
     # every package is stuck in a wait; they ran side by side, so one bound covers them all
-    assert elapsed < 3 + 8, elapsed
+    assert elapsed < 3 + clusterops.KILL_GRACE_SECONDS + 4, elapsed
     assert out.count("NOT CHECKED (stopped at TIMEOUT=3s)") == 5
     assert "0 of 5 package(s) healthy" in out
     time.sleep(0.5)
@@ -152,8 +152,8 @@ def test_the_whole_run_is_bounded_and_nothing_outlives_it(
 def test_packages_are_checked_side_by_side(
     fake_cluster: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # each kubectl call takes 0.5 s: calls of different packages overlap, those of one do not
-    monkeypatch.setenv("FAKE_KUBECTL_DELAY", "0.5")
+    # each kubectl call takes 1 s: waits of different packages overlap, those of one cannot
+    monkeypatch.setenv("FAKE_KUBECTL_DELAY", "1")
     assert status.main(["--catalog-dir", str(EXAMPLE_CATALOG)]) == 0
     calls = [json.loads(line) for line in fake_cluster.read_text().splitlines()]
     waits = sorted(c["time"] for c in calls if c["tool"] == "kubectl" and c["argv"][0] == "wait")

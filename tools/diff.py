@@ -74,6 +74,7 @@ _CHANGING_OPS = frozenset({"create", "update", "replace", "create-replacement"})
 _MASKED = re.compile(r"^([+-])\s+([-._a-zA-Z0-9]+): ['\"]?\*\*\*(?: \((before|after)\))?['\"]?$")
 _HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
 _NO_MATCH = re.compile(r'no matches for kind "([^"]+)" in version "([^"]+)"')
+_NO_NAMESPACE = re.compile(r'namespaces "([^"]+)" not found')
 _LONGEST_LINE = 400
 
 
@@ -92,8 +93,9 @@ class PackageDiff:
     """What `make diff` found for one package."""
 
     changes: list[Change] = field(default_factory=list)
-    awaiting_crd: list[ObjectKey] = field(default_factory=list)
-    """Created after the package's own CRD: the server cannot dry-run them before it exists."""
+    deferred: list[tuple[ObjectKey, str]] = field(default_factory=list)
+    """Created after the package's own CRD or Namespace, each with which: the server cannot
+    dry-run them before that exists."""
     prune: PrunePlan = field(default_factory=PrunePlan)
     deployed: bool = True
     """The cluster holds the package's inventory."""
@@ -102,7 +104,7 @@ class PackageDiff:
 
     @property
     def differences(self) -> int:
-        return len(self.changes) + len(self.awaiting_crd) + len(self.prune.prune)
+        return len(self.changes) + len(self.deferred) + len(self.prune.prune)
 
 
 def package_objects(package: LoadedPackage) -> list[dict[str, Any]]:
@@ -296,6 +298,30 @@ def _crd_kinds(objects: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
     return kinds
 
 
+def _needs_own_prerequisite(
+    ran: clusterops.Ran, objects: Sequence[Mapping[str, Any]]
+) -> dict[ObjectKey, str]:
+    """Objects the server could not dry-run because a CRD or Namespace of the same package does
+    not exist yet (kubectl's `no matches for kind` / `namespaces "x" not found`), each with the
+    reason; empty when the failure has another cause."""
+    provided = _crd_kinds(objects)
+    kinds = {(version.rpartition("/")[0], kind) for kind, version in _NO_MATCH.findall(ran.stderr)}
+    created = {
+        str((o.get("metadata") or {}).get("name")) for o in objects if o.get("kind") == "Namespace"
+    }
+    namespaces = set(_NO_NAMESPACE.findall(ran.stderr))
+    if not (kinds or namespaces) or not kinds <= provided or not namespaces <= created:
+        return {}
+    later = {}
+    for document in objects:
+        key = ObjectKey.of(document)
+        if kinds and (key.group, key.kind) in provided:
+            later[key] = "after its CustomResourceDefinition, created by this package"
+        elif key.namespace in namespaces:
+            later[key] = "after its Namespace, created by this package"
+    return later
+
+
 def _kubectl_diff(
     package: LoadedPackage,
     objects: Sequence[Mapping[str, Any]],
@@ -337,15 +363,13 @@ def diff_package(
         return result
     result.deployed = inventory is not None
     ran = _kubectl_diff(package, objects, cluster, deadline)
-    provided = _crd_kinds(objects)
-    missing = {
-        (version.rpartition("/")[0], kind) for kind, version in _NO_MATCH.findall(ran.stderr)
-    }
-    if ran.returncode > 1 and missing and missing <= provided:
-        # Custom resources of a CRD the package itself creates: no dry run before the CRD.
-        later = [o for o in objects if (ObjectKey.of(o).group, o.get("kind")) in provided]
-        result.awaiting_crd = sorted(ObjectKey.of(o) for o in later)
-        objects = [o for o in objects if o not in later]
+    # kubectl stops at the first object the server cannot dry-run; one retry per cause at most.
+    for _ in range(2):
+        later = _needs_own_prerequisite(ran, objects) if ran.returncode > 1 else {}
+        if not later:
+            break
+        result.deferred.extend(later.items())  # in file order
+        objects = [o for o in objects if ObjectKey.of(o) not in later]
         ran = _kubectl_diff(package, objects, cluster, deadline)
     if ran.killed:
         result.error = "killed"
@@ -383,7 +407,7 @@ def render(name: str, result: PackageDiff, bound: str) -> list[str]:
         f"{count} to {verb}"
         for count, verb in (
             (len(changed), "change"),
-            (len(created) + len(result.awaiting_crd), "create"),
+            (len(created) + len(result.deferred), "create"),
             (len(result.prune.prune), "prune"),
         )
         if count
@@ -401,8 +425,8 @@ def render(name: str, result: PackageDiff, bound: str) -> list[str]:
     for change in created:
         secret = f": {secret_summary(change)}" if change.key.kind == "Secret" else ""
         lines.append(f"  + {change.key}{secret}")
-    for key in result.awaiting_crd:
-        lines.append(f"  + {key} (after its CustomResourceDefinition, created by this package)")
+    for key, reason in result.deferred:
+        lines.append(f"  + {key} ({reason})")
     for key in result.prune.prune:
         lines.append(f"  - {key} (pruned: in the cluster's inventory, no longer in the files)")
     for key, reason in result.prune.kept:
