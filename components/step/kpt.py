@@ -152,8 +152,12 @@ def apply(
         *(["--server-side"] if server_side else []),
         *cluster.flags(),
     ]
+    # The dry run and the apply share the apply's deadline, so the step stays within the bound
+    # the apply Command's custom timeout was built from (components/kpt_package.py).
+    started = time.monotonic()
     prune.check_prunes(package, argv, deadline, allow_prune, cluster)
-    completed, summary = run_kpt(package, label, argv, deadline)
+    remaining = max(1, deadline - int(time.monotonic() - started))
+    completed, summary = run_kpt(package, label, argv, remaining)
     failure = classify("apply", label, completed.returncode, summary)
     if failure is not None:
         raise with_stderr(failure, completed, summary)

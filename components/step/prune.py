@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -159,13 +160,14 @@ def _dry_run(
             text.append(line.strip())
 
     logs.say(package, "prune check: asking kpt what this apply would prune (dry run)")
+    started = time.monotonic()
     completed = run_process(
         [*argv, "--dry-run"], label=label, deadline_seconds=deadline, on_stdout=on_line
     )
     summary = summarize(events, text)
     stderr = meaningful_tail(completed.stderr)
     if completed.returncode == 1 and any(RG_CRD_MISSING in line for line in completed.stderr):
-        _confirm_no_resource_groups(deadline, cluster)
+        _confirm_no_resource_groups(max(1, deadline - int(time.monotonic() - started)), cluster)
         return None
     # Exit 3 means objects failed in the dry run (a namespace the package itself creates does
     # not exist yet, say); kpt still ran every prune filter, and the real apply will say more.
