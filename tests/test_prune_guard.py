@@ -149,6 +149,19 @@ def test_a_pruned_configmap_needs_no_allowance_and_a_kept_object_is_not_counted(
     assert step.result["ok"] is True
 
 
+def test_an_object_kpt_keeps_on_remove_is_no_failure_of_the_apply(record, pids, package):
+    """The way out the refusal offers (annotate the object on-remove: keep) must work: kpt then
+    reports a Skipped prune and a Skipped wait for it, and exits 0."""
+    step = _apply(record, pids, package, "keep-on-remove")
+
+    assert step.code == 0, step.stderr
+    assert (
+        "[headscale] prune Skipped  ConfigMap headscale/kept-config: annotation prevents "
+        'deletion ("cli-utils.sigs.k8s.io/on-remove": "keep")\n'
+    ) in step.stderr
+    assert step.result == {"package": "headscale", "step": "apply", "objects": 3, "ok": True}
+
+
 def test_a_cluster_without_the_resourcegroup_crd_has_nothing_to_prune(record, pids, package):
     step = _apply(record, pids, package, "no-resourcegroup-crd")
 
