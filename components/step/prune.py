@@ -43,6 +43,8 @@ from components.step.events import (
 from components.step.process import find_tool, run_process
 
 __all__ = [
+    "CLUSTER_SCOPED_KINDS",
+    "ENTRY",
     "GUARDED_KINDS",
     "PruneCheckFailedError",
     "PruneRefusedError",
@@ -52,6 +54,12 @@ __all__ = [
 ]
 
 GUARDED_KINDS = ("CustomResourceDefinition", "Namespace", "PersistentVolumeClaim")
+# Their API groups: a custom kind that happens to be called Namespace is no Namespace.
+_GUARDED = {
+    ("apiextensions.k8s.io", "CustomResourceDefinition"),
+    ("", "Namespace"),
+    ("", "PersistentVolumeClaim"),
+}
 CLUSTER_SCOPED_KINDS = ("CustomResourceDefinition", "Namespace")
 RG_CRD_MISSING = "The ResourceGroup CRD was not found in the cluster"
 RG_CRD = ("customresourcedefinitions.apiextensions.k8s.io", "resourcegroups.kpt.dev")
@@ -76,6 +84,8 @@ class PruneCheckFailedError(StepError):
 
 @dataclass(frozen=True)
 class _Allowed:
+    """One allowPrune entry, parsed."""
+
     kind: str
     namespace: str | None  # None: any
     name: str | None
@@ -217,7 +227,7 @@ def check_prunes(
     refused = [
         r.obj
         for r in pruned
-        if r.obj.kind in GUARDED_KINDS and not any(rule.matches(r.obj) for rule in rules)
+        if (r.obj.group, r.obj.kind) in _GUARDED and not any(rule.matches(r.obj) for rule in rules)
     ]
     if refused:
         raise PruneRefusedError(
