@@ -6,6 +6,8 @@
 STACK ?= dev
 # Extra arguments for pulumi, e.g. `make up PULUMI_ARGS=--yes`.
 PULUMI_ARGS ?=
+# The package `make reapply` re-applies.
+PACKAGE ?=
 PYTHON ?= python3
 # Read the catalog from here instead of the stack's catalogDir (make plan only).
 CATALOG_DIR ?=
@@ -21,11 +23,12 @@ VENV := venv
 VENV_STAMP := $(VENV)/.installed
 PULUMI_STACK := sh tools/pulumi-stack.sh
 
-# The wrapper reads STACK from its environment.
+# The wrapper reads STACK from its environment; `make reapply` reads PACKAGE from its own.
 export STACK
+export PACKAGE
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up preview destroy destroy-all test lint plan plan-readme status diff bench e2e clean
+.PHONY: help venv up preview reapply destroy destroy-all test lint plan plan-readme status diff bench e2e clean
 
 help: ## List these targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z0-9-]*:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -46,6 +49,18 @@ up: venv ## Deploy the catalog to stack STACK (asks first; PULUMI_ARGS=--yes ski
 preview: venv ## Show what `make up` would change: Pulumi's diff, then each changing package's objects (DRIFT=1: all)
 	$(PULUMI_STACK) preview --diff $(PULUMI_ARGS)
 	$(PULUMI_STACK) preview --json $(PULUMI_ARGS) | $(VENV)/bin/python -m tools.diff --stack $(STACK) --after-preview - $(if $(DRIFT),--drift)
+
+# A new token in kpt-catalog:reapply.<package> (a UTC timestamp) is an update of that package's
+# apply and gates only; `pulumi up` previews it and asks. The token stays: the next up is a no-op.
+# PACKAGE must be a DNS label (every package name is): it becomes part of a config path.
+reapply: venv ## Re-apply one package to correct its drift: make reapply PACKAGE=headscale
+	@case "$$PACKAGE" in \
+	'' | *[!a-z0-9-]* | -* | *-) \
+		echo 'usage: make reapply PACKAGE=<package name> [STACK=$(STACK)] [PULUMI_ARGS=...]' >&2; \
+		exit 2 ;; \
+	esac
+	$(PULUMI_STACK) config set --path "kpt-catalog:reapply.$$PACKAGE" "$$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	$(PULUMI_STACK) up $(PULUMI_ARGS)
 
 # kube-vip is protected: it is removed only when the whole cluster goes (destroy-all).
 destroy: venv ## Roll the catalog back in reverse order, keeping protected packages (kube-vip)

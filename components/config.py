@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import yaml
 
+from components.step.prune import CLUSTER_SCOPED_KINDS, ENTRY, GUARDED_KINDS
+
 __all__ = [
     "CONFIG_KEYS",
     "DEFAULT_CATALOG_DIR",
@@ -57,6 +59,7 @@ CONFIG_KEYS = (
     "reapplyGeneration",
     "clusterProvidedKinds",
     "packages",
+    "reapply",
 )
 _PACKAGE_KEYS = frozenset(
     {
@@ -72,6 +75,7 @@ _PACKAGE_KEYS = frozenset(
         "waitAfter",
         "manifests",
         "formerNames",
+        "allowPrune",
     }
 )
 _WAIT_KEYS = frozenset({"resource", "for", "namespace", "selector", "timeout", "report"})
@@ -183,6 +187,9 @@ class PackageSpec:
     former_names: tuple[str, ...] = ()
     """Names the package had before: its component and children carry aliases to them, so a
     rename changes nothing in the cluster."""
+    allow_prune: tuple[str, ...] = ()
+    """CRDs, Namespaces and PVCs kpt may prune from this package (`Kind`, `Kind/name`,
+    `Kind/namespace/name`); the apply refuses to prune any other."""
 
     @property
     def worst_case_seconds(self) -> int:
@@ -217,6 +224,9 @@ class CatalogConfig:
     """`kubeconfig` resolved on this machine, to check that it exists."""
     kubeconfig_required: bool = True
     """A missing kubeconfig is a problem (preview, up); the offline views only warn."""
+    reapply_tokens: Mapping[str, str] = field(default_factory=dict)
+    """`kpt-catalog:reapply`: per package, a token whose change re-runs that package's apply and
+    gates on the next `pulumi up` (`make reapply PACKAGE=...` sets it)."""
 
     def package_dir_as_written(self, package: PackageSpec) -> str:
         """The package directory as the steps get it: `catalogDir` as written joined with the
@@ -382,6 +392,56 @@ def _parse_manifest(problems: _Problems, key: str, raw: object) -> ManifestSpec 
     )
 
 
+_ALLOW_PRUNE_SHAPES = (
+    "Kind, Kind/name (CustomResourceDefinition, Namespace) or Kind/namespace/name "
+    "(PersistentVolumeClaim), the Kind one of " + ", ".join(GUARDED_KINDS)
+)
+
+
+def _parse_allow_prune(problems: _Problems, key: str, raw: object) -> tuple[str, ...]:
+    """`allowPrune`: what the apply's prune check lets kpt prune (components/step/prune.py)."""
+    allowed: list[str] = []
+    for index, entry in enumerate(problems.listing(key, raw)):
+        parts = entry.split("/") if isinstance(entry, str) and ENTRY.fullmatch(entry) else [""]
+        # A name alone for the cluster-scoped kinds, namespace and name for a PVC.
+        scoped = len(parts) == 1 or (len(parts) == 2) == (parts[0] in CLUSTER_SCOPED_KINDS)
+        if parts[0] not in GUARDED_KINDS or not scoped:
+            problems.add(f"{key}[{index}]", f"expected {_ALLOW_PRUNE_SHAPES}, found {entry!r}")
+        else:
+            allowed.append(entry)
+    return tuple(allowed)
+
+
+def _parse_reapply(
+    problems: _Problems, raw: object, packages: Sequence[PackageSpec]
+) -> dict[str, str]:
+    """`kpt-catalog:reapply`: {package: token}, as `pulumi config set --path` writes it."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.add(
+            "reapply",
+            f"expected a mapping of package name to token (`make reapply PACKAGE=<name>` sets "
+            f"one), found {raw!r:.80}",
+        )
+        return {}
+    known = {p.name for p in packages}
+    tokens: dict[str, str] = {}
+    for name, token in raw.items():
+        key = f"reapply.{name}"
+        if name not in known:
+            problems.add(
+                key,
+                f"no package named {name!r} in this stack (known: {', '.join(sorted(known))}); "
+                f"remove it with `pulumi config rm --path 'kpt-catalog:{key}'`",
+            )
+        elif isinstance(token, bool) or not isinstance(token, (str, int)) or not str(token):
+            problems.add(key, f"expected a token (a UTC timestamp or a number), found {token!r}")
+        else:
+            tokens[name] = str(token)
+    return tokens
+
+
 def _parse_package(problems: _Problems, key: str, raw: object) -> PackageSpec | None:
     if not isinstance(raw, dict):
         problems.add(key, f"expected an object with name and path, found {raw!r}")
@@ -439,6 +499,7 @@ def _parse_package(problems: _Problems, key: str, raw: object) -> PackageSpec | 
         wait_after=gates("waitAfter"),
         manifests=tuple(m for m in manifests if m is not None),
         former_names=tuple(o for o in former if isinstance(o, str) and _DNS_LABEL.match(o)),
+        allow_prune=_parse_allow_prune(problems, f"{key}.allowPrune", raw.get("allowPrune")),
     )
 
 
@@ -553,6 +614,7 @@ def parse_config(
     if raw_packages is not None and not packages and not problems.items:
         problems.add("packages", "expected at least one package, found an empty list")
     _check_names(problems, packages)
+    reapply_tokens = _parse_reapply(problems, get("reapply"), packages)
     config = CatalogConfig(
         catalog_dir=local_path(catalog_dir, base_dir),
         kubeconfig=kubeconfig,
@@ -564,6 +626,7 @@ def parse_config(
         catalog_dir_as_written=catalog_dir,
         kubeconfig_path=local_path(kubeconfig, base_dir),
         kubeconfig_required=kubeconfig_required,
+        reapply_tokens=reapply_tokens,
     )
     if problems.items:
         raise ConfigError(problems.items, partial=config)
@@ -571,7 +634,7 @@ def parse_config(
 
 
 # Keys whose values are structured (YAML lists/objects in the stack file, JSON in Pulumi config).
-_STRUCTURED_KEYS = frozenset({"packages", "clusterProvidedKinds"})
+_STRUCTURED_KEYS = frozenset({"packages", "clusterProvidedKinds", "reapply"})
 
 
 class _ConfigSource(Protocol):

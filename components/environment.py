@@ -33,7 +33,14 @@ def _common(package: LoadedPackage, config: CatalogConfig) -> dict[str, str]:
         kptstep.ENV_CONTEXT: config.context,
         kptstep.ENV_DIGEST: package.digest,
         kptstep.ENV_GENERATION: config.reapply_generation,
+        # Only when set: a new variable in every Command's environment would re-apply them all.
+        **_only_if(kptstep.ENV_REAPPLY, config.reapply_tokens.get(package.spec.name, "")),
     }
+
+
+def _only_if(name: str, value: str) -> dict[str, str]:
+    """``{name: value}``, or nothing for an empty value (an optional member of the contract)."""
+    return {name: value} if value else {}
 
 
 def apply_environment(package: LoadedPackage, config: CatalogConfig) -> dict[str, str]:
@@ -49,6 +56,9 @@ def apply_environment(package: LoadedPackage, config: CatalogConfig) -> dict[str
         kptstep.ENV_INVENTORY_NAME: package.inventory.name,
         kptstep.ENV_INVENTORY_NAMESPACE: package.inventory.namespace,
         kptstep.ENV_INVENTORY_ID: package.inventory.inventory_id,
+        **_only_if(
+            kptstep.ENV_ALLOW_PRUNE, json.dumps(list(spec.allow_prune)) if spec.allow_prune else ""
+        ),
     }
 
 

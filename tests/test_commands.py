@@ -96,7 +96,8 @@ def _describe(call: dict[str, Any]) -> str:
     argv = call["argv"]
     if call["tool"] == "kpt":
         target = Path(argv[2]).name if argv[1] != "destroy" else "<inventory>"
-        return f"kpt live {argv[1]} {target}"
+        dry_run = " --dry-run" if "--dry-run" in argv else ""
+        return f"kpt live {argv[1]}{dry_run} {target}"
     words = 3 if argv[0] == "rollout" else 2  # `rollout status R`, `wait R`, `get R`
     return "kubectl " + " ".join(argv[:words])
 
@@ -113,11 +114,12 @@ def test_simulated_up_follows_the_documented_order(
         assert "kpt-catalog-result: " in result.stdout.splitlines()[-1]
     sequence = [_describe(c) for c in _calls(record)]
     expected_kube_vip = [
+        "kpt live apply --dry-run kube-vip",  # the prune check, before anything changes
         "kpt live apply kube-vip",
         "kpt live status kube-vip",
         "kubectl rollout status daemonset/kube-vip-ds",
     ]
-    assert sequence[:3] == expected_kube_vip
+    assert sequence[:4] == expected_kube_vip
     index = sequence.index
     # cilium waits for its runtime CRDs before its apply
     assert index("kubectl wait crd/ciliumloadbalancerippools.cilium.io") < index(
@@ -167,11 +169,11 @@ def test_hostile_catalog_path_is_passed_literally(project: Path, tmp_path: Path)
     package_dir = str(hostile / "mesh" / "headscale")
     kpt_calls = [c for c in calls if c["tool"] == "kpt"]
     assert [c["argv"][:3] for c in kpt_calls] == [
+        ["live", "apply", package_dir],  # the prune check's dry run
         ["live", "apply", package_dir],
         ["live", "status", package_dir],
-        ["live", "apply", package_dir],
-        ["live", "status", package_dir],
-    ]
+    ] * 2
+    assert ["--dry-run" in c["argv"] for c in kpt_calls] == [True, False, False] * 2
     for call in calls:
         argv = call["argv"]
         assert argv[argv.index("--kubeconfig") + 1] == str(kubeconfig)
@@ -271,7 +273,7 @@ def test_a_failed_first_apply_is_rolled_back_by_the_inventory_delete(
         FAKE_KPT_SCENARIO="apply-failed",
     )
     assert failed.returncode == 1
-    assert [c["argv"][:2] for c in _calls(record)] == [["live", "apply"]]
+    assert [c["argv"][:2] for c in _calls(record)] == [["live", "apply"]] * 2  # dry run, apply
     rolled_back = _shell(
         inventory.inputs["delete"], inventory.inputs["environment"], project, record
     )

@@ -302,7 +302,7 @@ def test_an_unreachable_cluster_is_said_once(
     assert code == 2
     assert out.splitlines()[1:] == [
         f"cluster unreachable (kubeconfig {TEST_KUBECONFIG}, "
-        f"context {TEST_CONTEXT}): The connection to the server 10.80.15.1:6443 was "
+        f"context {TEST_CONTEXT}): The connection to the server 127.0.0.1:6443 was "
         "refused - did you specify the right host or port?"
     ]
     assert len(cluster.argvs()) == 1

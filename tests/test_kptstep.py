@@ -236,7 +236,7 @@ def test_apply_runs_kpt_on_the_exact_path_and_reports_objects(record, pids, pack
     assert f"[headscale] status Current  {DEPLOYMENT}: Resource is current\n" in step.stderr
     assert step.result == {"package": "headscale", "step": "apply", "objects": 3, "ok": True}
     assert step.stdout.count("\n") == 1  # only the result line goes to stdout
-    apply, status = calls(record)
+    dry_run, apply, status = calls(record)
     assert apply["argv"] == [
         "live",
         "apply",
@@ -245,6 +245,7 @@ def test_apply_runs_kpt_on_the_exact_path_and_reports_objects(record, pids, pack
         "--reconcile-timeout=60s",
         "--prune-timeout=60s",
     ]
+    assert dry_run["argv"] == [*apply["argv"], "--dry-run"]  # the prune check comes first
     assert status["argv"] == [
         "live",
         "status",
@@ -268,7 +269,8 @@ def test_apply_passes_server_side_kubeconfig_and_context(record, pids, package):
     )
 
     assert run("apply", env).code == 0
-    apply, status = (call["argv"] for call in calls(record))
+    dry_run, apply, status = (call["argv"] for call in calls(record))
+    assert dry_run == [*apply, "--dry-run"]
     assert apply[-5:] == [
         "--server-side",
         "--kubeconfig",
@@ -536,11 +538,13 @@ def test_apply_and_wait_with_the_real_tools_get_as_far_as_the_cluster(
     wait = run("wait", {**wait_env(record, pids), **tools})
 
     assert apply.code == 1
-    assert "apply failed (cluster unreachable or misconfigured): kpt live apply exited 1" in (
-        apply.stderr
-    )
+    # The prune check's dry run (the apply's own flags plus --dry-run) is as far as it gets.
     assert (
-        "[headscale]   stderr: The connection to the server 127.0.0.1:1 was refused - did "
+        "apply failed (cluster unreachable or misconfigured): kpt live apply --dry-run found no "
+        "ResourceGroup CRD, and kubectl get crd resourcegroups.kpt.dev exited 1"
+    ) in apply.stderr
+    assert (
+        "[headscale]   kubectl: The connection to the server 127.0.0.1:1 was refused - did "
         "you specify the right host or port?"
     ) in apply.stderr
     assert wait.code == 1

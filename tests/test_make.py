@@ -27,7 +27,7 @@ from tools.stackstate import protected_urns
 REPO = Path(__file__).resolve().parent.parent
 
 # What the wrapper and the Makefile's recipes call besides pulumi, kpt and kubectl.
-SYSTEM_TOOLS = ("sh", "dirname", "mkdir", "awk")
+SYSTEM_TOOLS = ("sh", "dirname", "mkdir", "awk", "date")
 
 # Records one JSON line per call; `whoami` succeeds only when the test says the user is logged in.
 # With FAKE_PULUMI_STATE it also keeps a stack's resources, as `pulumi stack export` prints them:
@@ -592,3 +592,30 @@ def test_catalog_dir_reaches_plan_and_status(sandbox: Sandbox, target: str):
         "--catalog-dir",
         "examples/my catalog",
     ]
+
+
+# --- reapply: one package's token, then up --------------------------------------------------
+
+
+def test_reapply_sets_the_packages_token_then_runs_up(sandbox: Sandbox):
+    result = sandbox.make("reapply", "PACKAGE=headscale", "STACK=prod", "PULUMI_ARGS=--yes")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    config_set, up = [argv for argv in sandbox.argvs() if argv not in (WHOAMI, _select("prod"))]
+    assert config_set[:4] == ["config", "set", "--path", "kpt-catalog:reapply.headscale"]
+    assert config_set[5:] == ["--stack", "prod"]
+    token = config_set[4]  # a UTC timestamp: a new one on every run
+    assert len(token) == 20 and token[4] == "-" and token[10] == "T" and token.endswith("Z")
+    assert up == ["up", "--yes", "--stack", "prod"]
+
+
+@pytest.mark.parametrize("package", [None, "", "Headscale", "a;b", "-x", "two words"])
+def test_reapply_without_a_package_name_prints_usage_and_runs_nothing(sandbox, package):
+    args = ["reapply"] if package is None else ["reapply", f"PACKAGE={package}"]
+    result = sandbox.make(*args)
+
+    assert result.returncode == 2
+    assert "usage: make reapply PACKAGE=<package name> [STACK=dev] [PULUMI_ARGS=...]" in (
+        result.stderr
+    )
+    assert sandbox.calls() == []

@@ -108,7 +108,7 @@ def test_an_unreachable_cluster_is_said_once_with_its_own_exit_status(
     assert out == [
         f"stack {stack}: kubeconfig {kubeconfig}, context rke2-lab",
         f"cluster unreachable (kubeconfig {kubeconfig}, context rke2-lab): "
-        "The connection to the server 10.80.15.1:6443 was refused - "
+        "The connection to the server 127.0.0.1:6443 was refused - "
         "did you specify the right host or port?",
     ]
     calls = [json.loads(line) for line in fake_cluster.read_text().splitlines()]

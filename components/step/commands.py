@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 
-from components.step import contract, kpt, logs, waits
+from components.step import contract, kpt, logs, prune, waits
 from components.step.contract import (
     ENV_APPLY_TIMEOUT,
     ENV_DESTROY_TIMEOUT,
@@ -57,9 +57,10 @@ def _apply(env: Mapping[str, str]) -> Execute:
     if server_side not in ("true", "false"):
         raise EnvError(f"{ENV_SERVER_SIDE} must be true or false, got {server_side!r}")
     cluster = contract.cluster(env)
+    allow_prune = prune.allowed_prunes(env)
     return lambda: {
         "objects": kpt.apply(
-            package, directory, reconcile, deadline, server_side == "true", cluster
+            package, directory, reconcile, deadline, server_side == "true", cluster, allow_prune
         )
     }
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 __all__ = [
     "DEFAULT_STACK",
+    "ENV_ALLOW_PRUNE",
     "ENV_APPLY_TIMEOUT",
     "ENV_CONTEXT",
     "ENV_DESTROY_TIMEOUT",
@@ -25,6 +26,7 @@ __all__ = [
     "ENV_KUBECONFIG",
     "ENV_PACKAGE",
     "ENV_PHASE",
+    "ENV_REAPPLY",
     "ENV_RECONCILE_TIMEOUT",
     "ENV_SERVER_SIDE",
     "ENV_STACK",
@@ -78,6 +80,10 @@ ENV_GENERATION = "KPT_CATALOG_GENERATION"
 ENV_PHASE = "KPT_CATALOG_PHASE"
 ENV_WAITS = "KPT_CATALOG_WAITS"
 ENV_STACK = "KPT_CATALOG_STACK"  # optional: which stack's log the step appends to
+# Optional: the kinds and objects the package allows kpt to prune (JSON list; absent: none).
+ENV_ALLOW_PRUNE = "KPT_CATALOG_ALLOW_PRUNE"
+# Optional, never read: the package's re-apply token (only there so that a new one is an update).
+ENV_REAPPLY = "KPT_CATALOG_REAPPLY"
 ENV_VARS = (
     ENV_PACKAGE,
     ENV_DIR,
@@ -95,6 +101,8 @@ ENV_VARS = (
     ENV_PHASE,
     ENV_WAITS,
     ENV_STACK,
+    ENV_ALLOW_PRUNE,
+    ENV_REAPPLY,
 )
 DEFAULT_STACK = "default"
 

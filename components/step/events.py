@@ -34,6 +34,10 @@ __all__ = [
 ]
 
 FAILED_STATUSES = ("Failed", "Skipped", "Timeout")
+# What kpt says of an object it does not prune because the object asks to be kept
+# (cli-utils pkg/apply/filter/prevent-remove-filter.go, AnnotationPreventedDeletionError): the
+# annotation cli-utils.sigs.k8s.io/on-remove: keep did its job, so the skip is no failure.
+KEPT_BY_ANNOTATION = "annotation prevents deletion"
 _KLOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
 # The action of the summary that ends a run; without it, kpt's output stopped early.
 _FINAL_SUMMARY = {"apply": "apply", "destroy": "delete"}
@@ -301,20 +305,30 @@ def classify(action: str, label: str, returncode: int, summary: Summary) -> Step
     failure, skip or timeout. Objects that did not succeed fail the step whatever the exit code
     (skipped objects exit 0); a non-zero exit fails it whatever the events said.
     """
+    kept = {
+        r.obj
+        for r in summary.results
+        if r.action == "prune" and r.status == "Skipped" and r.detail.startswith(KEPT_BY_ANNOTATION)
+    }
+    skipped_objects = {r.obj for r in summary.with_status("Skipped")} - kept
     first_problem: dict[ObjectRef, ObjectResult] = {}
     for problem in summary.problems:  # a failed apply is also a skipped wait: name it once
-        first_problem.setdefault(problem.obj, problem)
+        if problem.obj not in kept:
+            first_problem.setdefault(problem.obj, problem)
     details = [
         *(str(p) for p in first_problem.values()),
         *(f"kpt error: {e}" for e in summary.errors),
     ]
     counted_failed = sum(e.failed for e in summary.reported.values())
-    counted_skipped = sum(e.skipped for e in summary.reported.values())
+    # A kept object is a Skipped prune and then a Skipped wait (cli-utils taskrunner/task.go,
+    # WaitTask.skipped): neither is a failure.
+    kept_skips = sum(1 for r in summary.results if r.obj in kept and r.status == "Skipped")
+    counted_skipped = max(0, sum(e.skipped for e in summary.reported.values()) - kept_skips)
     if summary.timeouts and not summary.with_status("Timeout"):
         details.append(f"kpt reported {summary.timeouts} object(s) timed out reconciling")
     if counted_failed and not summary.with_status("Failed"):
         details.append(f"kpt's summary counted {counted_failed} failed object(s)")
-    if counted_skipped and not summary.with_status("Skipped"):
+    if counted_skipped and not skipped_objects:
         details.append(f"kpt's summary counted {counted_skipped} skipped object(s)")
     failure: type[StepError]
     if returncode == 1:
@@ -328,8 +342,8 @@ def classify(action: str, label: str, returncode: int, summary: Summary) -> Step
         failure = DeleteFailedError if action == "destroy" else ActuationFailedError
         failed = len({r.obj for r in summary.with_status("Failed")}) or counted_failed
         what = f"{failed} object(s) failed ({label} exited {returncode})"
-    elif summary.with_status("Skipped") or counted_skipped:
-        skipped = len({r.obj for r in summary.with_status("Skipped")}) or counted_skipped
+    elif skipped_objects or counted_skipped:
+        skipped = len(skipped_objects) or counted_skipped
         what = f"{label} exited {returncode} but skipped {skipped} object(s)"
         failure = ObjectsSkippedError
     elif returncode != 0:

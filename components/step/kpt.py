@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from components.step import logs
+from components.step import logs, prune
 from components.step.contract import ENV_DIR, Cluster, Inventory, inventory_yaml
 from components.step.errors import (
     DeadlineExceededError,
@@ -135,8 +135,10 @@ def apply(
     deadline: int,
     server_side: bool,
     cluster: Cluster,
+    allow_prune: Sequence[str] = (),
 ) -> int:
-    """``kpt live apply`` then ``kpt live status``; the number of objects kpt applied."""
+    """``kpt live apply`` then ``kpt live status``; the number of objects kpt applied. First the
+    prune guard: the same apply as a dry run, refusing prunes ``allow_prune`` does not allow."""
     _package_dir(directory)
     label = "kpt live apply"
     argv = [
@@ -150,7 +152,12 @@ def apply(
         *(["--server-side"] if server_side else []),
         *cluster.flags(),
     ]
-    completed, summary = run_kpt(package, label, argv, deadline)
+    # The dry run and the apply share the apply's deadline, so the step stays within the bound
+    # the apply Command's custom timeout was built from (components/kpt_package.py).
+    started = time.monotonic()
+    prune.check_prunes(package, argv, deadline, allow_prune, cluster)
+    remaining = max(1, deadline - int(time.monotonic() - started))
+    completed, summary = run_kpt(package, label, argv, remaining)
     failure = classify("apply", label, completed.returncode, summary)
     if failure is not None:
         raise with_stderr(failure, completed, summary)

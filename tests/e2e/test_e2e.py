@@ -13,6 +13,7 @@ destroy, `pulumi stack rm`, and `Pulumi.<stack>.yaml` deleted from the project d
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import os
@@ -471,6 +472,41 @@ def test_4_an_edited_file_updates_its_package_only(e2e: E2E) -> None:
             "jsonpath={.data.server_url}",
         ).stdout
         assert server_url == "https://headscale-e2e.example.internal"
+
+
+def _set_packages(e2e: E2E, packages: list[dict[str, object]]) -> None:
+    e2e.stack.set_config(f"{PROJECT}:packages", auto.ConfigValue(json.dumps(packages)))
+
+
+def test_4b_a_dropped_namespace_is_not_pruned_until_allowed(e2e: E2E) -> None:
+    """The prune check against a real cluster (kpt's own dry run): a Namespace whose file left
+    the package is refused, nothing is applied and the Namespace stays, until the package's
+    allowPrune names it; then kpt prunes it."""
+    with e2e.step("prune check"):
+        package, _file = EDITED_PACKAGE
+        extra = KubeObject(package, "Namespace", "", "headscale-e2e-extra", "")
+        extra_file = e2e.catalog / "mesh" / "headscale" / "90-extra-namespace.yaml"
+        extra_file.write_text(f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {extra.name}\n")
+        e2e.stack.up(on_output=print, color="never")
+        assert e2e.cluster.existing([extra]) == [str(extra)]
+
+        extra_file.unlink()
+        with pytest.raises(auto.CommandError) as refused:
+            e2e.stack.up(on_output=print, color="never")
+        assert "prune refused" in str(refused.value)
+        assert f"'Namespace/{extra.name}'" in str(refused.value)  # the entry that allows it
+        assert e2e.cluster.existing([extra]) == [str(extra)]  # kpt live apply never ran
+
+        packages = copy.deepcopy(PACKAGES)
+        next(p for p in packages if p["name"] == package)["allowPrune"] = [
+            f"Namespace/{extra.name}"
+        ]
+        _set_packages(e2e, packages)
+        e2e.stack.up(on_output=print, color="never")
+        assert e2e.cluster.absent([extra]) == [str(extra)]
+
+        _set_packages(e2e, copy.deepcopy(PACKAGES))  # as before: the next steps expect it
+        e2e.stack.up(on_output=print, color="never")
 
 
 def test_5_destroy_keeps_kube_vip_and_rolls_back_in_reverse(e2e: E2E) -> None:

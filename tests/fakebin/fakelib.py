@@ -13,7 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["fail", "hang", "record"]
+__all__ = ["SERVER", "fail", "hang", "record"]
+
+# The one API server both stand-ins play: an unreachable cluster refuses kpt and kubectl alike.
+SERVER = "127.0.0.1:6443"
 
 
 def fail(message: str, code: int = 1) -> None:

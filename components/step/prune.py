@@ -1,0 +1,247 @@
+"""The prune guard: before ``kpt live apply`` changes anything, kpt itself is asked what it would
+prune (the same apply with ``--dry-run``), and the step stops if that includes a
+CustomResourceDefinition, a Namespace or a PersistentVolumeClaim the package does not allow to be
+pruned. Deleting a CRD's file by mistake would otherwise delete every custom resource of its kind,
+cluster-wide; dropping a Namespace deletes everything in it; a PVC's deletion takes its data.
+
+What a dry run reports, from cli-utils v0.36 (the release kpt 1.0.0-beta.56 bundles):
+- every object kpt would prune is one ``"type":"prune"`` event; the dry run runs the same prune
+  filters as the real apply and skips only the deletion (pkg/apply/prune/prune.go, Prune:
+  ``if !opts.DryRunStrategy.ClientOrServerDryRun()`` around ``deleteObject``);
+- an object annotated ``cli-utils.sigs.k8s.io/on-remove: keep`` (or ``client.lifecycle.config.k8s
+  .io/deletion: detach``) fails PreventRemoveFilter (pkg/apply/filter/prevent-remove-filter.go,
+  AnnotationPreventedDeletionError) and is reported as a Skipped prune event
+  (``CreateSkippedEvent``), as are objects another inventory owns: kpt leaves every Skipped one in
+  place, and so the guard does not count them;
+- ``--dry-run`` never installs the ResourceGroup CRD and exits 1 with "The ResourceGroup CRD was
+  not found in the cluster" without it (kpt commands/live/apply/cmdapply.go, preRunE) - but kpt
+  says the same when the cluster cannot be reached at all (pkg/live/inventoryrg.go,
+  ResourceGroupCRDApplied: any RESTMapper error counts as "not found"). So that answer is checked
+  with ``kubectl get`` of the CRD: absent means nothing was ever deployed by kpt here, so nothing
+  can be pruned; anything else fails the step with kubectl's reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from components.step import logs
+from components.step.contract import ENV_ALLOW_PRUNE, Cluster, EnvError
+from components.step.errors import ClusterUnreachableError, StepError
+from components.step.events import (
+    Event,
+    ObjectRef,
+    ObjectResult,
+    meaningful_tail,
+    parse_event,
+    summarize,
+)
+from components.step.process import find_tool, run_process
+
+__all__ = [
+    "CLUSTER_SCOPED_KINDS",
+    "ENTRY",
+    "GUARDED_KINDS",
+    "PruneCheckFailedError",
+    "PruneRefusedError",
+    "allowed_entry",
+    "allowed_prunes",
+    "check_prunes",
+]
+
+GUARDED_KINDS = ("CustomResourceDefinition", "Namespace", "PersistentVolumeClaim")
+# Their API groups: a custom kind that happens to be called Namespace is no Namespace.
+_GUARDED = {
+    ("apiextensions.k8s.io", "CustomResourceDefinition"),
+    ("", "Namespace"),
+    ("", "PersistentVolumeClaim"),
+}
+CLUSTER_SCOPED_KINDS = ("CustomResourceDefinition", "Namespace")
+RG_CRD_MISSING = "The ResourceGroup CRD was not found in the cluster"
+RG_CRD = ("customresourcedefinitions.apiextensions.k8s.io", "resourcegroups.kpt.dev")
+KEEP_ANNOTATION = "cli-utils.sigs.k8s.io/on-remove: keep"
+_KIND = r"[A-Za-z][A-Za-z0-9]*"
+_PART = r"[^/\s]+"
+ENTRY = re.compile(rf"{_KIND}(/{_PART}){{0,2}}")
+"""An ``allowPrune`` entry: ``Kind``, ``Kind/name`` (cluster-scoped) or ``Kind/namespace/name``."""
+
+
+class PruneRefusedError(StepError):
+    """kpt would prune a CRD, Namespace or PVC that the package's allowPrune does not name."""
+
+    kind = "prune refused"
+
+
+class PruneCheckFailedError(StepError):
+    """The dry run that tells what kpt would prune did not give a complete answer."""
+
+    kind = "prune check failed"
+
+
+@dataclass(frozen=True)
+class _Allowed:
+    """One allowPrune entry, parsed."""
+
+    kind: str
+    namespace: str | None  # None: any
+    name: str | None
+
+    def matches(self, obj: ObjectRef) -> bool:
+        return (
+            obj.kind == self.kind
+            and (self.namespace is None or obj.namespace == self.namespace)
+            and (self.name is None or obj.name == self.name)
+        )
+
+
+def _parse_entry(entry: str) -> _Allowed:
+    parts = entry.split("/")
+    if len(parts) == 1:
+        return _Allowed(parts[0], None, None)
+    if len(parts) == 2:
+        return _Allowed(parts[0], "", parts[1])
+    return _Allowed(parts[0], parts[1], parts[2])
+
+
+def allowed_prunes(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``KPT_CATALOG_ALLOW_PRUNE``: a JSON list of allowPrune entries; absent or empty: none."""
+    text = env.get(ENV_ALLOW_PRUNE, "")
+    if not text.strip():
+        return ()
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        data = None
+    if not isinstance(data, list) or not all(
+        isinstance(item, str) and ENTRY.fullmatch(item) for item in data
+    ):
+        raise EnvError(
+            f"{ENV_ALLOW_PRUNE} must be a JSON list of Kind, Kind/name or Kind/namespace/name "
+            f"strings, got {text[:200]!r}"
+        )
+    return tuple(data)
+
+
+def allowed_entry(obj: ObjectRef) -> str:
+    """The exact allowPrune entry that allows pruning ``obj``."""
+    where = f"{obj.namespace}/" if obj.namespace else ""
+    return f"{obj.kind}/{where}{obj.name}"
+
+
+def _confirm_no_resource_groups(deadline: int, cluster: Cluster) -> None:
+    """Check that the ResourceGroup CRD is really absent (kpt also says so for a cluster it could
+    not reach): raise ClusterUnreachableError when kubectl cannot read the cluster either, and
+    PruneCheckFailedError when the CRD is there after all."""
+    label = "kubectl get crd resourcegroups.kpt.dev"
+    kubectl = find_tool("kubectl", "the prune check")
+    argv = [kubectl, "get", *RG_CRD, "--ignore-not-found", "-o", "name", *cluster.flags()]
+    completed = run_process(argv, label=label, deadline_seconds=deadline)
+    if completed.returncode != 0:
+        raise ClusterUnreachableError(
+            f"kpt live apply --dry-run found no ResourceGroup CRD, and {label} exited "
+            f"{completed.returncode}: the cluster cannot be read, so what kpt would prune is "
+            "unknown; nothing was applied",
+            [f"kubectl: {line}" for line in meaningful_tail(completed.stderr)],
+        )
+    if any(line.strip() for line in completed.stdout):
+        raise PruneCheckFailedError(
+            "kpt live apply --dry-run said the ResourceGroup CRD was not found, but kubectl "
+            "finds it: kpt could not read the cluster; nothing was applied"
+        )
+
+
+def _dry_run(
+    package: str, argv: Sequence[str], deadline: int, cluster: Cluster
+) -> list[ObjectResult] | None:
+    """The prune results of ``argv`` with ``--dry-run``; None when kpt never deployed here."""
+    label = "kpt live apply --dry-run"
+    events: list[Event] = []
+    text: list[str] = []
+
+    def on_line(line: str) -> None:
+        event = parse_event(line)
+        if event is not None:
+            events.append(event)
+        elif line.strip():
+            text.append(line.strip())
+
+    logs.say(package, "prune check: asking kpt what this apply would prune (dry run)")
+    started = time.monotonic()
+    completed = run_process(
+        [*argv, "--dry-run"], label=label, deadline_seconds=deadline, on_stdout=on_line
+    )
+    summary = summarize(events, text)
+    stderr = meaningful_tail(completed.stderr)
+    if completed.returncode == 1 and any(RG_CRD_MISSING in line for line in completed.stderr):
+        _confirm_no_resource_groups(max(1, deadline - int(time.monotonic() - started)), cluster)
+        return None
+    # Exit 3 means objects failed in the dry run (a namespace the package itself creates does
+    # not exist yet, say); kpt still ran every prune filter, and the real apply will say more.
+    failed_before_prunes = (
+        completed.returncode not in (0, 3)
+        or summary.errors
+        or not summary.events
+        or not summary.reported
+    )
+    if failed_before_prunes:
+        reason = (
+            f"exited {completed.returncode}"
+            if completed.returncode not in (0, 3)
+            else ("reported an error" if summary.errors else "ended before its final summary")
+        )
+        raise PruneCheckFailedError(
+            f"{label} {reason}, so what kpt would prune is unknown; nothing was applied",
+            [
+                *(f"kpt error: {error}" for error in summary.errors),
+                *(f"stderr: {line}" for line in stderr),
+            ],
+        )
+    return [r for r in summary.results if r.action == "prune"]
+
+
+def check_prunes(
+    package: str,
+    apply_argv: Sequence[str],
+    deadline: int,
+    allowed: Sequence[str],
+    cluster: Cluster,
+) -> int:
+    """Run the dry run of ``apply_argv``; raise PruneRefusedError naming every guarded object kpt
+    would prune that ``allowed`` does not name. The number of objects kpt would prune."""
+    results = _dry_run(package, apply_argv, deadline, cluster)
+    if results is None:
+        logs.say(package, "prune check: no ResourceGroup CRD in the cluster yet, nothing to prune")
+        return 0
+    kept = [r for r in results if r.status == "Skipped"]
+    pruned = [r for r in results if r.status != "Skipped"]
+    for result in kept:
+        detail = f": {result.detail}" if result.detail else ""
+        logs.say(package, f"prune check: kpt keeps {result.obj}{detail}")
+    for result in pruned:
+        logs.say(package, f"prune check: kpt would prune {result.obj}")
+    rules = [_parse_entry(entry) for entry in allowed]
+    refused = [
+        r.obj
+        for r in pruned
+        if (r.obj.group, r.obj.kind) in _GUARDED and not any(rule.matches(r.obj) for rule in rules)
+    ]
+    if refused:
+        raise PruneRefusedError(
+            f"kpt would prune {len(refused)} object(s) that package {package} does not allow "
+            "to be pruned; nothing was applied",
+            [
+                *(
+                    f"{obj}: to let it go, add {allowed_entry(obj)!r} to allowPrune of package "
+                    f"{package} in packages.yaml"
+                    for obj in refused
+                ),
+                "to keep an object instead, put its file back in the package, or annotate it "
+                f"in the cluster with {KEEP_ANNOTATION}",
+            ],
+        )
+    logs.say(package, f"prune check: {len(pruned)} to prune, {len(kept)} kept, none refused")
+    return len(pruned)
