@@ -114,9 +114,24 @@ def dev_stack_config() -> dict[str, Any]:
     return {key.partition(":")[2]: value for key, value in document["config"].items()}
 
 
+def declared_secret_keys(config: Mapping[str, Any]) -> list[str]:
+    """The config keys the packages' `secrets` read, in order (plain values: the test's own)."""
+    keys: list[str] = []
+    packages = config.get("packages")
+    for package in packages if isinstance(packages, list) else []:
+        secrets = package.get("secrets") if isinstance(package, dict) else None
+        for secret in secrets if isinstance(secrets, list) else []:
+            data = secret.get("data") if isinstance(secret, dict) else None
+            for key in data.values() if isinstance(data, dict) else []:
+                if isinstance(key, str) and key not in keys:
+                    keys.append(key)
+    return keys
+
+
 def run_program(
     config: Mapping[str, Any],
     *,
+    secrets: Mapping[str, str] | None = None,
     stack: str = "dev",
     command_stdout: Mapping[str, str] | None = None,
     preview: bool = False,
@@ -125,16 +140,24 @@ def run_program(
 ) -> ProgramRun:
     """Evaluate `__main__.py` with `config` (plain values) under fresh mocks.
 
+    `secrets` are config values set as `pulumi config set --secret` sets them; by default a
+    placeholder `test-<key>` for each key the packages' `secrets` read (`{}` for none).
     With `raise_errors=False` an exception is kept in `ProgramRun.error`, beside whatever was
     registered before it (so a test can show that nothing was)."""
+    if secrets is None:
+        secrets = {key: f"test-{key}" for key in declared_secret_keys(config)}
     mocks = _Mocks(command_stdout or {})
     monitor = _RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(
         {
-            f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value)
-            for key, value in config.items()
-        }
+            **{
+                f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value)
+                for key, value in config.items()
+            },
+            **{f"{PROJECT}:{key}": value for key, value in secrets.items()},
+        },
+        [f"{PROJECT}:{key}" for key in secrets],
     )
     run = ProgramRun(monitor.registrations)
 
