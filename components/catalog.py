@@ -7,18 +7,21 @@ so no resource is registered from a catalog that kpt would reject or misorder.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from components import ownership
 from components.config import (
     CatalogConfig,
     ConfigError,
     ManifestSpec,
     PackageSpec,
+    WaitSpec,
     parse_config,
 )
 from components.graph import Graph
+from components.ownership import Owned, check_environment_sizes, check_owners
 from components.scan import Inventory, KindRef, ManifestDocument, PackageScan, load_manifest
 from components.scan import scan_package as _scan_package
 
@@ -78,21 +81,26 @@ class Catalog:
     warnings: tuple[str, ...]
 
 
-def _plural_candidates(kind: str) -> set[str]:
-    """The plural names a CRD for `kind` may use (kubectl's default pluralisation)."""
+def _plural_candidates(kind: str) -> list[str]:
+    """The plural names a CRD for `kind` may use (kubectl's default pluralisation), likeliest
+    first."""
     lower = kind.lower()
-    candidates = {lower + "s", lower + "es"}
-    if lower.endswith("y"):
-        candidates.add(lower[:-1] + "ies")
-    return candidates
+    if lower.endswith("y") and lower[-2:-1] not in ("a", "e", "i", "o", "u"):
+        return [lower[:-1] + "ies", lower + "s"]
+    if lower.endswith(("s", "x", "z", "ch", "sh")):
+        return [lower + "es", lower + "s"]
+    return [lower + "s", lower + "es"]
 
 
-def _awaited_kinds(package: PackageSpec) -> set[tuple[str, str]]:
-    """(plural, group) of every `crd/<plural>.<group>` the package waits for before its apply."""
+_CRD_TYPES = frozenset({"crd", "crds", "customresourcedefinition", "customresourcedefinitions"})
+
+
+def _awaited_kinds(waits: Sequence[WaitSpec]) -> set[tuple[str, str]]:
+    """(plural, group) of every `crd/<plural>.<group>` among `waits`."""
     awaited = set()
-    for wait in package.wait_before:
+    for wait in waits:
         kind, _, name = wait.resource.partition("/")
-        if kind.lower() in ("crd", "crds", "customresourcedefinition", "customresourcedefinitions"):
+        if kind.lower().partition(".")[0] in _CRD_TYPES:
             plural, _, group = name.partition(".")
             awaited.add((plural, group))
     return awaited
@@ -218,9 +226,14 @@ def _load(config: CatalogConfig, index_of: dict[str, int]) -> Catalog:
             manifests[spec.name].append((manifest, tuple(documents)))
     problems.extend(_check_kinds(config, graph, scans, manifests, index_of))
     problems.extend(_check_child_names(graph, manifests, index_of))
+    owned = [
+        Owned(spec, f"packages[{index_of[spec.name]}]", config.catalog_dir / spec.path)
+        for spec in graph.packages
+    ]
+    problems.extend(check_owners(owned, scans, manifests, config.catalog_dir))
     if problems:
         raise ConfigError(problems)
-    return Catalog(
+    catalog = Catalog(
         config=config,
         graph=graph,
         packages=tuple(
@@ -235,6 +248,34 @@ def _load(config: CatalogConfig, index_of: dict[str, int]) -> Catalog:
         ),
         warnings=tuple(warnings),
     )
+    problems = _check_environments(catalog, index_of)
+    if problems:
+        raise ConfigError(problems)
+    return catalog
+
+
+def _check_environments(catalog: Catalog, index_of: dict[str, int]) -> list[str]:
+    """Every step's environment, built by the one function the Commands use, fits the OS."""
+    # Imported here: components.environment builds on this module's LoadedPackage.
+    from components.environment import (
+        apply_environment,
+        gate_environment,
+        status_environment,
+    )
+
+    limit = ownership.arg_max()
+    problems: list[str] = []
+    for package in catalog.packages:
+        spec, config = package.spec, catalog.config
+        environments = {
+            "apply": apply_environment(package, config),
+            "wait-before": gate_environment(package, config, "wait-before", spec.wait_before),
+            "wait-after": gate_environment(package, config, "wait-after", spec.wait_after),
+            "status": status_environment(package, config, (*spec.wait_before, *spec.wait_after)),
+        }
+        key = f"packages[{index_of[spec.name]}]"
+        problems.extend(check_environment_sizes(key, environments, limit))
+    return problems
 
 
 def _checkable(config: CatalogConfig) -> CatalogConfig:
@@ -274,7 +315,15 @@ def _check_kinds(
             for document in documents:
                 used.setdefault(document.kind, f"manifests[{m_index}]")
         needed = graph.needs_closure(spec.name) | {spec.name}
-        awaited = _awaited_kinds(spec)
+        # A CRD the cluster registers at run time is there once a wait for it passed: this
+        # package's own waits before its apply, or any wait of a package it needs.
+        awaited = _awaited_kinds(spec.wait_before).union(
+            *(
+                _awaited_kinds((*need.wait_before, *need.wait_after))
+                for need in graph.packages
+                if need.name in needed and need.name != spec.name
+            )
+        )
         for kind, where in sorted(used.items()):
             if kind.group in BUILTIN_GROUPS or str(kind) in config.cluster_provided_kinds:
                 continue
@@ -292,7 +341,8 @@ def _check_kinds(
                 problems.append(
                     f"{key}: package {spec.name!r} uses {kind} ({where}) but no package provides "
                     f"its CRD and {spec.name!r} does not wait for it: add a waitBefore on "
-                    f"crd/<plural>.{kind.group} condition=Established, or list {kind} in "
+                    f"crd/{_plural_candidates(kind.kind)[0]}.{kind.group} "
+                    f"condition=Established, or list {kind} in "
                     "clusterProvidedKinds"
                 )
     return problems

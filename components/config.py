@@ -74,7 +74,24 @@ _SECRET_DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 # A key of the stack's `kpt-catalog:` namespace, as `pulumi config set` accepts it.
 _CONFIG_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# Go's time.ParseDuration, which kpt and kubectl use for every timeout: an optional sign, then
+# one or more decimal numbers each with a unit (go/src/time/format.go, ParseDuration).
+_GO_DURATION = re.compile(r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+")
+_GO_PART = re.compile(r"(\d*)(?:\.(\d*))?(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+_NANOSECONDS = {"ns": 1, "us": 10**3, "\u00b5s": 10**3, "\u03bcs": 10**3, "ms": 10**6}
+_NANOSECONDS |= {"s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+_GO_MAX_NANOSECONDS = 2**63 - 1  # a Go Duration is an int64 of nanoseconds
+# kubectl wait's --for forms (kubernetes/kubectl pkg/cmd/wait/wait.go, conditionFuncFor: `delete`
+# and `create` in any case, `condition=<name>[=<value>]`, `jsonpath=<expression>[=<value>]`);
+# `rollout` is this program's own: it runs `kubectl rollout status`.
+_WAIT_FORMS = (
+    "rollout, delete, create, condition=<Type>[=<value>] or jsonpath=<expression>[=<value>]"
+)
+# The kinds `kubectl rollout status` can follow (kubectl pkg/polymorphichelpers/rollout_status.go).
+_ROLLOUT_TYPES = frozenset(
+    {"deployment", "deployments", "deploy", "daemonset", "daemonsets", "ds"}
+    | {"statefulset", "statefulsets", "sts"}
+)
 
 
 class ConfigError(ValueError):
@@ -216,15 +233,25 @@ class CatalogConfig:
 
 
 def parse_duration(text: str) -> int:
-    """Seconds in a Go-style duration (`90s`, `3m`, `1h30m`); ValueError when malformed or zero."""
-    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
-    if not match or not any(match.groups()):
-        raise ValueError(f"{text!r} is not a duration such as 90s, 3m or 1h30m")
-    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    total = hours * 3600 + minutes * 60 + seconds
-    if total <= 0:
-        raise ValueError(f"{text!r} must be longer than zero")
-    return total
+    """Seconds in a Go duration (`90s`, `3m`, `1h30m`, `1.5h`, `500ms`) as kpt and kubectl read
+    it, rounded up to whole seconds; ValueError when Go would refuse it, or it is not positive."""
+    shown = repr(text if not isinstance(text, str) or len(text) <= 40 else text[:40] + "...")
+    if text == "0":
+        raise ValueError(f"{shown} must be longer than zero")
+    if not isinstance(text, str) or not _GO_DURATION.fullmatch(text):
+        raise ValueError(f"{shown} is not a duration such as 90s, 3m or 1h30m")
+    nanoseconds = 0
+    for whole, fraction, unit in _GO_PART.findall(text):
+        if len(whole) > 19:  # no int64 of nanoseconds has more digits
+            raise ValueError(f"{shown} is too long a duration (at most about 290 years)")
+        scale = _NANOSECONDS[unit]
+        fraction = fraction[:19]  # finer than a nanosecond even in hours: Go drops it too
+        nanoseconds += int(whole or 0) * scale + int(fraction or 0) * scale // 10 ** len(fraction)
+        if nanoseconds > _GO_MAX_NANOSECONDS:
+            raise ValueError(f"{shown} is too long a duration (at most about 290 years)")
+    if text.startswith("-") or nanoseconds <= 0:
+        raise ValueError(f"{shown} must be longer than zero")
+    return -(-nanoseconds // 10**9)
 
 
 def format_duration(seconds: int) -> str:
@@ -288,6 +315,24 @@ class _Problems:
             self.add(f"{key}.{extra}", f"unknown key; expected one of {', '.join(sorted(allowed))}")
 
 
+def _check_wait_for(problems: _Problems, key: str, condition: str, resource: str) -> None:
+    """The `for` grammar kubectl accepts (see _WAIT_FORMS), and rollouts of kinds that roll out."""
+    name, _, rest = condition.partition("=")
+    if condition == "rollout":
+        kind = resource.partition("/")[0].lower().removesuffix(".apps").removesuffix(".v1")
+        if kind.removesuffix(".apps") not in _ROLLOUT_TYPES:
+            problems.add(
+                key,
+                f"rollout works only for a deployment, daemonset or statefulset, not {resource!r};"
+                " wait for condition=<Type> instead",
+            )
+    elif condition.lower() not in ("delete", "create") and not (
+        name in ("condition", "jsonpath") and rest.partition("=")[0]
+    ):
+        hint = f"; did you mean condition={condition}?" if "=" not in condition else ""
+        problems.add(key, f"expected one of {_WAIT_FORMS}, found {condition!r}{hint}")
+
+
 def _parse_wait(problems: _Problems, key: str, raw: object) -> WaitSpec | None:
     if not isinstance(raw, dict):
         problems.add(key, f"expected an object with resource, for and timeout, found {raw!r}")
@@ -295,20 +340,36 @@ def _parse_wait(problems: _Problems, key: str, raw: object) -> WaitSpec | None:
     problems.unknown_keys(key, raw, _WAIT_KEYS)
     resource = problems.string(f"{key}.resource", raw.get("resource"), required=True)
     condition = problems.string(f"{key}.for", raw.get("for"), required=True)
-    if resource and "/" not in resource and not raw.get("selector"):
+    selector = problems.string(f"{key}.selector", raw.get("selector"))
+    if resource and "/" not in resource and not selector:
         problems.add(
             f"{key}.resource",
             f"expected TYPE/NAME such as deployment/operator (or a type with selector), "
             f"found {resource!r}",
         )
-    return WaitSpec(
+    if "/" in resource and selector:
+        problems.add(
+            f"{key}.selector",
+            f"kubectl refuses a name ({resource!r}) together with a selector: give the resource "
+            "type alone (such as svc) with the selector, or drop the selector",
+        )
+    if condition:
+        _check_wait_for(problems, f"{key}.for", condition, resource)
+    wait = WaitSpec(
         resource=resource,
         condition=condition,
         namespace=problems.string(f"{key}.namespace", raw.get("namespace")),
-        selector=problems.string(f"{key}.selector", raw.get("selector")),
+        selector=selector,
         timeout=problems.duration(f"{key}.timeout", raw.get("timeout"), DEFAULT_WAIT_TIMEOUT),
         report=problems.string(f"{key}.report", raw.get("report")),
     )
+    for field, value in wait.as_step_input().items():
+        if isinstance(value, str) and value.startswith("-"):
+            problems.add(
+                f"{key}.{field}",
+                f"{value!r} starts with '-', which kubectl would read as an option",
+            )
+    return wait
 
 
 def _parse_manifest(problems: _Problems, key: str, raw: object) -> ManifestSpec | None:

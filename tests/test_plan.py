@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import os
 from pathlib import Path
 
 import pytest
 
 from components.graph import Graph
 from tests.harness import EXAMPLE_CATALOG, ROOT
-from tools import plan
+from tools import plan, stackfile
 from tools.stackfile import load_stack_config
 
 
@@ -31,10 +33,45 @@ def test_plan_of_the_dev_stack(capsys: pytest.CaptureFixture[str]) -> None:
 def test_plan_without_the_catalog_still_shows_the_graph(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    assert plan.main(["--catalog-dir", str(tmp_path / "absent")]) == 0
-    out = capsys.readouterr().out
-    assert "not found here: the graph comes from the stack file alone" in out
-    assert "3. tailscale, envoy-gateway" in out
+    assert plan.main(["--catalog-dir", str(tmp_path / "absent")]) == 1
+    printed = capsys.readouterr()
+    assert "not found here: the graph comes from the stack file alone" in printed.out
+    assert "3. tailscale, envoy-gateway" in printed.out
+    assert (
+        f"catalogDir: {tmp_path}/absent does not exist; expected the catalog's root directory"
+    ) in printed.err
+
+
+def test_plan_reports_every_problem_at_once_and_still_shows_the_graph(
+    capsys: pytest.CaptureFixture[str], catalog: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (catalog / "networking/cilium/resourcegroup.yaml").unlink()
+    os.mkfifo(catalog / "mesh/headscale/pipe.yaml")
+    values = stackfile.stack_values("dev", {"catalogDir": str(catalog)})
+
+    def with_a_bad_wait(key: str) -> object:
+        value = values(key)
+        if key == "packages" and isinstance(value, list):
+            value = copy.deepcopy(value)
+            value[3]["waitAfter"][0]["for"] = "rolout"
+        return value
+
+    monkeypatch.setattr(stackfile, "stack_values", lambda _stack, _overrides: with_a_bad_wait)
+    assert plan.main(["--catalog-dir", str(catalog)]) == 1
+    printed = capsys.readouterr()
+    assert "kpt-catalog: 3 configuration problem(s):" in printed.err
+    assert "packages[3].waitAfter[0].for: expected one of rollout" in printed.err
+    assert "packages[1].path:" in printed.err and "kpt live init" in printed.err
+    assert "pipe.yaml is a FIFO (named pipe), not a file" in printed.err
+    assert "not checked: it has the problems listed: the graph comes from" in printed.out
+    assert "3. tailscale, envoy-gateway" in printed.out
+
+
+def test_plan_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        plan.main(["--no-such-option"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
 
 
 def test_plan_names_a_bad_stack_file(capsys: pytest.CaptureFixture[str]) -> None:

@@ -93,7 +93,7 @@ CASES: dict[str, tuple[Mutation, list[str]]] = {
     ),
     "negative wait timeout": (
         lambda c, cat: _package(c, "tailscale")["waitAfter"][0].update(timeout="-1m"),
-        ["packages[2].waitAfter[0].timeout:", "'-1m' is not a duration"],
+        ["packages[2].waitAfter[0].timeout:", "'-1m' must be longer than zero"],
     ),
     "needs unknown": (
         lambda c, cat: _package(c, "headscale").update(needs=["tailscal", "cilium"]),
@@ -169,7 +169,7 @@ CASES: dict[str, tuple[Mutation, list[str]]] = {
         [
             "packages[1]: package 'cilium' uses cilium.io/CiliumBGPAdvertisement (bgp.yaml)",
             "no package provides its CRD",
-            "waitBefore on crd/<plural>.cilium.io",
+            "waitBefore on crd/ciliumbgpadvertisements.cilium.io condition=Established",
             "clusterProvidedKinds",
         ],
     ),
