@@ -106,8 +106,7 @@ class KptPackage(pulumi.ComponentResource):
         if before is not None:
             upstream = [before]
         secrets = declare_secrets(
-            name,
-            spec,
+            package,
             args.config,
             provider=args.provider,
             values=args.secret_values,

@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import stat
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,7 @@ import pulumi_kubernetes as kubernetes
 import yaml
 
 from components import kptstep
+from components.catalog import LoadedPackage
 from components.config import (
     CatalogConfig,
     ConfigError,
@@ -52,6 +51,8 @@ from components.config import (
     SecretSpec,
     WaitSpec,
 )
+from components.environment import gate_environment
+from components.files import read_package_files, unsafe_yaml
 
 __all__ = [
     "ENV_SECRETS_DIGEST",
@@ -84,10 +85,6 @@ _WORKLOAD_KINDS = {
     "DaemonSet": "daemonset",
     "StatefulSet": "statefulset",
 }
-_YAML_SUFFIXES = (".yaml", ".yml")
-_LARGEST_MANIFEST = (
-    16 * 1024 * 1024
-)  # bytes; a bigger file is no workload (CRDs are read elsewhere)
 _SEPARATOR = re.compile(rb"^---[ \t]*(?:#.*)?$", re.MULTILINE)
 _WORKLOAD_KIND = re.compile(
     rb"^kind:[ \t]*[\"']?(Deployment|DaemonSet|StatefulSet)\b", re.MULTILINE
@@ -163,21 +160,6 @@ class Workload:
         return {"kind": self.kind, "name": self.name, "namespace": self.namespace}
 
 
-def _regular_yaml_files(root: Path) -> Iterator[Path]:
-    """YAML files below `root`, sorted; only regular files (never a FIFO, device or symlink)."""
-    found: list[Path] = []
-    for directory, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
-        for filename in filenames:
-            path = Path(directory) / filename
-            if not filename.endswith(_YAML_SUFFIXES):
-                continue
-            info = path.lstat()
-            if stat.S_ISREG(info.st_mode) and info.st_size <= _LARGEST_MANIFEST:
-                found.append(path)
-    return iter(sorted(found))
-
-
 def _referenced_secrets(pod_spec: Mapping[str, Any]) -> set[str]:
     """Names of the Secrets a pod spec mounts or reads: volumes (plain and projected), `env`
     `secretKeyRef` and `envFrom` `secretRef`, of containers and init containers."""
@@ -228,13 +210,15 @@ def _workload_of(document: object) -> tuple[Workload, set[str]] | None:
 def mounting_workloads(directory: Path, secrets: Sequence[SecretSpec]) -> tuple[Workload, ...]:
     """The package's workloads whose pods reference one of `secrets` by name, in their namespace.
 
-    Only documents whose `kind` is a workload are parsed; a file that does not parse is left to
-    the catalog's own checks, which report it."""
+    Reads the files kpt reads, as the catalog's checks do (`components.files`), and parses only
+    documents whose `kind` is a workload; what cannot be read or parsed is left to those checks,
+    which report it."""
     wanted = {(s.namespace, s.name) for s in secrets}
     found: set[Workload] = set()
-    for path in _regular_yaml_files(directory):
-        content = path.read_bytes()
-        for chunk in _SEPARATOR.split(content):
+    for file in read_package_files(directory).files:
+        if unsafe_yaml(file.content) is not None:
+            continue
+        for chunk in _SEPARATOR.split(file.content):
             if not _WORKLOAD_KIND.search(chunk):
                 continue
             try:
@@ -250,31 +234,26 @@ def mounting_workloads(directory: Path, secrets: Sequence[SecretSpec]) -> tuple[
 
 
 def _namespace_gate(
-    name: str,
-    spec: PackageSpec,
+    package: LoadedPackage,
     config: CatalogConfig,
     parent: pulumi.ResourceOptions,
     depends_on: Sequence[pulumi.Resource],
 ) -> command.local.Command:
-    """`<package>-wait-namespace`: waits for kpt to create the namespaces of the Secrets."""
+    """`<package>-wait-namespace`: waits for kpt to create the namespaces of the Secrets. Like
+    the other gates, it re-runs with the package's digest or the re-apply generation."""
+    spec = package.spec
+    # The namespace appears while the apply runs, or the apply fails within its own deadline.
     timeout = spec.apply_timeout
     waits = [
         WaitSpec(f"namespace/{ns}", "create", "", "", timeout, "")
         for ns in sorted({s.namespace for s in spec.secrets})
     ]
     deadline = sum(w.timeout for w in waits) + _BACKSTOP_SECONDS * len(waits)
-    environment = {
-        kptstep.ENV_PACKAGE: name,
-        kptstep.ENV_KUBECONFIG: config.kubeconfig,
-        kptstep.ENV_CONTEXT: config.context,
-        kptstep.ENV_PHASE: PHASE_NAMESPACE,
-        kptstep.ENV_WAITS: json.dumps([w.as_step_input() for w in waits]),
-    }
     return command.local.Command(
-        f"{name}-{PHASE_NAMESPACE}",
+        f"{spec.name}-{PHASE_NAMESPACE}",
         create=_WAIT,
         update=_WAIT,
-        environment=environment,
+        environment=gate_environment(package, config, PHASE_NAMESPACE, waits),
         add_previous_output_in_env=False,
         opts=pulumi.ResourceOptions.merge(
             parent,
@@ -287,8 +266,7 @@ def _namespace_gate(
 
 
 def declare_secrets(
-    name: str,
-    spec: PackageSpec,
+    package: LoadedPackage,
     config: CatalogConfig,
     *,
     provider: kubernetes.Provider,
@@ -304,12 +282,13 @@ def declare_secrets(
     `rollback` is what must outlive the Secrets on destroy (the resource whose delete runs `kpt
     live destroy`, which removes the namespace): the gate depends on it, the Secrets on the gate.
     """
+    spec = package.spec
     if not spec.secrets:
         return []
-    gate = _namespace_gate(name, spec, config, parent, [*beside_apply, *rollback])
+    gate = _namespace_gate(package, config, parent, [*beside_apply, *rollback])
     return [
         kubernetes.core.v1.Secret(
-            f"{name}-secret-{secret.name}",
+            f"{spec.name}-secret-{secret.name}",
             metadata=kubernetes.meta.v1.ObjectMetaArgs(
                 name=secret.name, namespace=secret.namespace
             ),

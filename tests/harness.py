@@ -36,6 +36,8 @@ class Registration:
     protect: bool
     replace_on_changes: tuple[str, ...]
     custom_timeouts: dict[str, str]
+    provider: str = ""
+    """The explicit provider reference (`<provider urn>::<id>`), empty for the default one."""
 
 
 def _engine_urn(urn: str) -> str:
@@ -85,6 +87,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                         "update": timeouts.update,
                         "delete": timeouts.delete,
                     },
+                    provider=_engine_urn(request.provider),
                 )
             )
         return response

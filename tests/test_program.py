@@ -28,6 +28,9 @@ DEV_URNS = [
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::tailscale-apply",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::tailscale-wait-after",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$kubernetes:tailscale.com/v1alpha1:Connector::tailscale-connector-cluster-subnet-router",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::tailscale-wait-namespace",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$kubernetes:core/v1:Secret::tailscale-secret-operator-oauth",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::tailscale-restart",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage::headscale",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::headscale-apply",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::headscale-wait-after",
@@ -210,6 +213,9 @@ def test_apply_commands_are_fixed_strings(dev_run: ProgramRun) -> None:
             assert registration.inputs["create"] == "python3 components/kptstep.py apply"
             assert registration.inputs["update"] == "python3 components/kptstep.py apply"
             assert registration.inputs["delete"] == "python3 components/kptstep.py destroy"
+        elif registration.name.endswith("-restart"):  # runs on update only
+            assert "create" not in registration.inputs
+            assert registration.inputs["update"] == "python3 components/kptstep.py restart"
         elif registration.type == COMMAND:
             assert registration.inputs["create"] == "python3 components/kptstep.py wait"
             assert "delete" not in registration.inputs, registration.name
@@ -261,7 +267,8 @@ def test_reapply_generation_updates_every_package_without_replacing(
     bumped = run_program({**dev_config, "reapplyGeneration": "2"})
     changed = _changed(before, bumped)
     commands = {r.name for r in before.registrations if r.type == COMMAND}
-    assert set(changed) == commands
+    # Re-applying never restarts the workloads that use a Secret: only a changed value does.
+    assert set(changed) == commands - {"tailscale-restart"}
     assert all(keys == {"environment.KPT_CATALOG_GENERATION"} for keys in changed.values())
 
 
