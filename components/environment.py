@@ -13,7 +13,12 @@ from components import kptstep
 from components.catalog import LoadedPackage
 from components.config import CatalogConfig, WaitSpec
 
-__all__ = ["apply_environment", "gate_environment", "status_environment"]
+__all__ = [
+    "apply_environment",
+    "gate_environment",
+    "inventory_environment",
+    "status_environment",
+]
 
 
 def _common(package: LoadedPackage, config: CatalogConfig) -> dict[str, str]:
@@ -60,3 +65,18 @@ def status_environment(
 ) -> dict[str, str]:
     """What `kptstep.py status` (`make status`) needs: the apply's, plus every check to rerun."""
     return {**apply_environment(package, config), kptstep.ENV_WAITS: _waits(waits)}
+
+
+def inventory_environment(package: LoadedPackage, config: CatalogConfig) -> dict[str, str]:
+    """What `kptstep.py inventory`, and its delete `kptstep.py destroy`, need: the inventory,
+    cluster access and the destroy deadline. Neither the digest nor the re-apply generation: a
+    file edit must not touch the resource that holds the rollback."""
+    return {
+        kptstep.ENV_PACKAGE: package.spec.name,
+        kptstep.ENV_KUBECONFIG: config.kubeconfig,
+        kptstep.ENV_CONTEXT: config.context,
+        kptstep.ENV_DESTROY_TIMEOUT: str(package.spec.destroy_timeout),
+        kptstep.ENV_INVENTORY_NAME: package.inventory.name,
+        kptstep.ENV_INVENTORY_NAMESPACE: package.inventory.namespace,
+        kptstep.ENV_INVENTORY_ID: package.inventory.inventory_id,
+    }

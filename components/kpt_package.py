@@ -3,8 +3,9 @@
 Children, in the order they run (each depends on the one before; the first on every package this
 one needs, so the edges are explicit in state):
 
-1. `<package>-wait-before`  readiness gates before the apply (only when configured)
-2. `<package>-apply`        `kpt live apply` + `kpt live status`; delete runs `kpt live destroy`
+1. `<package>-inventory`    checks the rollback's inputs; its delete runs `kpt live destroy`
+   `<package>-wait-before`  readiness gates before the apply (only when configured)
+2. `<package>-apply`        `kpt live apply` + `kpt live status` (no delete)
 3. `<package>-wait-after`   readiness gates after the apply (only when configured)
 4. `<package>-<kind>-<name>` native Kubernetes objects from `manifests`
 
@@ -18,8 +19,11 @@ Why it is built this way:
   `environment`, and no Command here has `triggers` or `replace_on_changes`.
 - Commands are fixed strings; every value reaches the step runner through `environment`, so a
   path holding spaces, quotes or `$(...)` is passed to kpt literally and runs nothing.
-- `pulumi destroy` runs the delete stored in state: everything it needs (inventory name,
-  namespace, ID, cluster access, deadline) is in the apply Command's environment.
+- A Command whose create fails is not recorded in state, so the rollback cannot belong to the
+  apply: a failed first `kpt live apply` would leave applied objects that no `pulumi destroy`
+  removes. The inventory Command is created first (it touches nothing on the cluster) and holds
+  the `kpt live destroy`; its environment has everything that needs (inventory name, namespace,
+  ID, cluster access, deadline) and no digest, so file edits never update it.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import pulumi_kubernetes as kubernetes
 from components import kptstep
 from components.catalog import LoadedPackage
 from components.config import CatalogConfig, PackageSpec, WaitSpec
-from components.environment import apply_environment, gate_environment
+from components.environment import apply_environment, gate_environment, inventory_environment
 from components.secrets import declare_restart, declare_secrets, mounting_workloads
 
 __all__ = ["KptPackage", "KptPackageArgs", "KubernetesObject"]
@@ -45,9 +49,9 @@ TYPE_TOKEN = "kpt-catalog:index:KptPackage"  # noqa: S105  (a type token, not a 
 _BACKSTOP_SECONDS = 120
 _APPLY = kptstep.step_command(kptstep.SUBCOMMAND_APPLY)
 _DESTROY = kptstep.step_command(kptstep.SUBCOMMAND_DESTROY)
+_INVENTORY = kptstep.step_command(kptstep.SUBCOMMAND_INVENTORY)
+_INVENTORY_SECONDS = 60  # the inventory step only reads its environment
 _WAIT = kptstep.step_command(kptstep.SUBCOMMAND_WAIT)
-# Optional member of the step contract: `adopt` gives kpt `--inventory-policy=adopt`.
-ENV_INVENTORY_POLICY = "KPT_CATALOG_INVENTORY_POLICY"
 
 
 @dataclass(frozen=True)
@@ -102,9 +106,29 @@ class KptPackage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         upstream: list[pulumi.Resource] = list(args.needs)
 
+        stack = {kptstep.ENV_STACK: pulumi.get_stack()}  # which log the steps append to
+        inventory = command.local.Command(
+            f"{name}-inventory",
+            create=_INVENTORY,
+            update=_INVENTORY,
+            delete=_DESTROY,
+            environment={**inventory_environment(package, args.config), **stack},
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions.merge(
+                child,
+                pulumi.ResourceOptions(
+                    depends_on=list(args.needs),
+                    custom_timeouts=pulumi.CustomTimeouts(
+                        create=f"{_INVENTORY_SECONDS}s",
+                        update=f"{_INVENTORY_SECONDS}s",
+                        delete=f"{spec.destroy_timeout + _BACKSTOP_SECONDS}s",
+                    ),
+                ),
+            ),
+        )
+
         before = self._gate(args, child, "wait-before", spec.wait_before, upstream)
-        if before is not None:
-            upstream = [before]
+        upstream = [inventory] if before is None else [inventory, before]
         secrets = declare_secrets(
             package,
             args.config,
@@ -112,6 +136,7 @@ class KptPackage(pulumi.ComponentResource):
             values=args.secret_values,
             parent=child,
             beside_apply=upstream,
+            rollback=[inventory],
         )
 
         apply_deadline = spec.apply_timeout + spec.reconcile_timeout + _BACKSTOP_SECONDS
@@ -119,17 +144,18 @@ class KptPackage(pulumi.ComponentResource):
             f"{name}-apply",
             create=_APPLY,
             update=_APPLY,
-            delete=_DESTROY,
-            environment={**apply_environment(package, args.config), **_inventory_policy(spec)},
+            environment={
+                **apply_environment(package, args.config),
+                **stack,
+                **_inventory_policy(spec),
+            },
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions.merge(
                 child,
                 pulumi.ResourceOptions(
                     depends_on=upstream,
                     custom_timeouts=pulumi.CustomTimeouts(
-                        create=f"{apply_deadline}s",
-                        update=f"{apply_deadline}s",
-                        delete=f"{spec.destroy_timeout + _BACKSTOP_SECONDS}s",
+                        create=f"{apply_deadline}s", update=f"{apply_deadline}s"
                     ),
                 ),
             ),
@@ -137,8 +163,7 @@ class KptPackage(pulumi.ComponentResource):
         upstream = [apply]
         if secrets:
             declare_restart(
-                name,
-                spec,
+                package,
                 args.config,
                 workloads=mounting_workloads(package.directory, spec.secrets),
                 values=args.secret_values,
@@ -209,7 +234,10 @@ class KptPackage(pulumi.ComponentResource):
             f"{args.package.spec.name}-{phase}",
             create=_WAIT,
             update=_WAIT,
-            environment=gate_environment(args.package, args.config, phase, waits),
+            environment={
+                **gate_environment(args.package, args.config, phase, waits),
+                kptstep.ENV_STACK: pulumi.get_stack(),
+            },
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions.merge(
                 child,
@@ -226,7 +254,7 @@ class KptPackage(pulumi.ComponentResource):
 def _inventory_policy(spec: PackageSpec) -> dict[str, str]:
     """`adopt: true`: kpt may take over objects outside any inventory. Absent otherwise, so that
     stacks deployed before the option existed see no change."""
-    return {ENV_INVENTORY_POLICY: "adopt"} if spec.adopt else {}
+    return {kptstep.ENV_INVENTORY_POLICY: "adopt"} if spec.adopt else {}
 
 
 def _addresses(reports: dict[str, Any], statuses: dict[str, Any]) -> dict[str, str]:

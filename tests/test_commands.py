@@ -26,6 +26,14 @@ COMMAND = "command:local:Command"
 HOSTILE = "cat $(touch PWNED) `touch PWNED2` 'single' \"double\" ; touch PWNED3"
 
 
+@pytest.fixture(autouse=True)
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The steps' logs go under the test's own directory."""
+    home = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A project directory holding the step runner, as the command provider's cwd."""
@@ -144,7 +152,9 @@ def test_hostile_catalog_path_is_passed_literally(project: Path, tmp_path: Path)
     gate = run.by_name("headscale-wait-after")
     # The strings never hold a value: only the environment does.
     assert apply.inputs["create"] == "python3 components/kptstep.py apply"
-    assert HOSTILE not in apply.inputs["create"] + apply.inputs["delete"]
+    inventory = run.by_name("headscale-inventory")
+    assert HOSTILE not in apply.inputs["create"] + inventory.inputs["delete"]
+    assert "delete" not in apply.inputs
     record = tmp_path / "calls.jsonl"
     for script in (apply.inputs["create"], apply.inputs["update"], gate.inputs["create"]):
         result = _shell(
@@ -179,7 +189,8 @@ def test_simulated_destroy_works_after_the_catalog_is_gone(
     shutil.rmtree(catalog)  # moved, renamed or deleted since the deploy
     record = tmp_path / "calls.jsonl"
     deletes = [c for c in reversed(_commands_in_dependency_order(run)) if "delete" in c.inputs]
-    assert [c.name for c in deletes][:1] == ["envoy-gateway-apply"]
+    assert [c.name for c in deletes][:1] == ["envoy-gateway-inventory"]
+    assert all(c.name.endswith("-inventory") for c in deletes)
     for command in deletes:
         if command.protect:
             continue  # `make destroy` is --exclude-protected
@@ -219,7 +230,7 @@ def test_registered_delete_gets_past_the_inventory_with_the_real_kpt(
         "contexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n"
         "users:\n- name: u\n  user: {token: t}\n"
     )
-    command = run.by_name("headscale-apply")
+    command = run.by_name("headscale-inventory")
     env = {**os.environ, **command.inputs["environment"], "KUBECONFIG": str(kubeconfig)}
     result = subprocess.run(
         ["/bin/sh", "-c", command.inputs["delete"]],
@@ -234,3 +245,37 @@ def test_registered_delete_gets_past_the_inventory_with_the_real_kpt(
     assert "failed to read inventory from cluster" in result.stderr
     assert "127.0.0.1:1" in result.stderr
     assert "no ResourceGroup object was provided" not in result.stderr
+
+
+def test_a_failed_first_apply_is_rolled_back_by_the_inventory_delete(
+    project: Path, catalog: Path, tmp_path: Path
+) -> None:
+    """The engine records nothing for a failed create; the rollback lives on `<pkg>-inventory`,
+    created first, so `pulumi destroy` still runs `kpt live destroy` for what kpt applied."""
+    run = _run_program({**dev_stack_config(), "catalogDir": str(catalog)})
+    inventory = run.by_name("headscale-inventory")
+    apply = run.by_name("headscale-apply")
+    assert inventory.urn in apply.dependencies
+    assert "delete" not in apply.inputs
+    record = tmp_path / "calls.jsonl"
+    created = _shell(inventory.inputs["create"], inventory.inputs["environment"], project, record)
+    assert created.returncode == 0, created.stderr
+    assert _calls(record) == []  # recording the rollback touches nothing
+    failed = _shell(
+        apply.inputs["create"],
+        apply.inputs["environment"],
+        project,
+        record,
+        FAKE_KPT_SCENARIO="apply-failed",
+    )
+    assert failed.returncode == 1
+    assert [c["argv"][:2] for c in _calls(record)] == [["live", "apply"]]
+    rolled_back = _shell(
+        inventory.inputs["delete"], inventory.inputs["environment"], project, record
+    )
+    assert rolled_back.returncode == 0, rolled_back.stderr
+    destroy = _calls(record)[-1]
+    assert destroy["argv"][:2] == ["live", "destroy"]
+    group = destroy["dir_files"]["resourcegroup.yaml"]
+    assert 'name: "headscale"' in group and 'namespace: "headscale"' in group
+    assert "kpt-catalog-headscale" in group

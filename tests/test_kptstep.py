@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from components import kptstep
+from components.step import commands, events, process, waits
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKEBIN = ROOT / "tests" / "fakebin"
@@ -55,6 +56,14 @@ def package(tmp_path: Path) -> Path:
     for name, text in PACKAGE_FILES.items():
         (directory / name).write_text(text)
     return directory
+
+
+@pytest.fixture(autouse=True)
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The steps' logs go under the test's own directory."""
+    home = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    return home
 
 
 @pytest.fixture
@@ -367,7 +376,7 @@ def test_apply_that_hangs_is_killed_with_everything_it_started(record, pids, pac
     ) in step.stderr
     assert f"[headscale]   still wait Pending  {DEPLOYMENT}" in step.stderr
     # 2s deadline, then SIGTERM, then SIGKILL after the grace for the child that ignores it.
-    assert 2 <= step.elapsed < 2 + kptstep.KILL_GRACE_SECONDS + 3
+    assert 2 <= step.elapsed < 2 + process.KILL_GRACE_SECONDS + 3
     assert_all_dead(pids)
     assert step.result["failure"] == "hard deadline exceeded"
 
@@ -390,7 +399,7 @@ def test_sigterm_to_the_step_is_forwarded_to_the_process_group(record, pids, pac
     stdout, stderr = proc.communicate(timeout=15)
 
     assert proc.returncode == 1
-    assert time.monotonic() - started < kptstep.KILL_GRACE_SECONDS + 3
+    assert time.monotonic() - started < process.KILL_GRACE_SECONDS + 3
     assert (
         "[headscale] apply failed (interrupted): received SIGTERM; stopped kpt live apply "
         "and its process group"
@@ -467,7 +476,7 @@ def test_destroy_that_hangs_is_killed_and_cleans_up(record, pids):
         "[headscale] destroy failed (hard deadline exceeded): kpt live destroy exceeded its "
         "hard deadline of 2s and was killed"
     ) in step.stderr
-    assert step.elapsed < 2 + kptstep.KILL_GRACE_SECONDS + 3
+    assert step.elapsed < 2 + process.KILL_GRACE_SECONDS + 3
     assert_all_dead(pids)
     (destroy,) = calls(record)
     assert not Path(destroy["argv"][2]).exists()
@@ -620,17 +629,17 @@ def test_wait_failure_names_the_wait_phase_and_kubectl_message(record, pids):
 
 def test_wait_that_hangs_is_killed(record, pids, monkeypatch, capsys):
     # In-process, to shorten the 30s a wait may run past its own timeout.
-    monkeypatch.setattr(kptstep, "DEADLINE_MARGIN", 1)
+    monkeypatch.setattr(waits, "WAIT_MARGIN", 1)
     for name, value in wait_env(
         record, pids, waits=WAITS[:1], FAKE_KUBECTL_SCENARIO="hang"
     ).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("KPT_CATALOG_WAITS", json.dumps([{**WAITS[0], "timeout": 1}]))
     started = time.monotonic()
-    code = kptstep.run_wait(os.environ)
+    code = commands.run_wait(os.environ)
 
     assert code == 1
-    assert time.monotonic() - started < 2 + kptstep.KILL_GRACE_SECONDS + 3
+    assert time.monotonic() - started < 2 + process.KILL_GRACE_SECONDS + 3
     err = capsys.readouterr().err
     assert (
         "[headscale] wait-after failed (hard deadline exceeded): kubectl wait "
@@ -673,7 +682,8 @@ def test_status_names_what_is_not_healthy(record, pids, package):
         (
             "apply",
             {"KPT_CATALOG_RECONCILE_TIMEOUT": "abc"},
-            "KPT_CATALOG_RECONCILE_TIMEOUT must be a whole number of seconds above 0, got 'abc'",
+            "KPT_CATALOG_RECONCILE_TIMEOUT must be a whole number of seconds from 1 to "
+            "10000000, got 'abc'",
         ),
         (
             "apply",
@@ -698,7 +708,8 @@ def test_status_names_what_is_not_healthy(record, pids, package):
         (
             "wait",
             {"KPT_CATALOG_WAITS": json.dumps([{**WAITS[0], "timeout": "5"}])},
-            "KPT_CATALOG_WAITS[0].timeout must be a whole number of seconds above 0, got '5'",
+            "KPT_CATALOG_WAITS[0].timeout must be a whole number of seconds from 1 to "
+            "10000000, got '5'",
         ),
         ("wait", {"KPT_CATALOG_WAITS": "[{"}, "KPT_CATALOG_WAITS is not valid JSON"),
         (
@@ -726,7 +737,18 @@ def test_malformed_environment_exits_2_naming_the_variable(
     assert step.code == 2
     assert f"[headscale] {sub}: malformed environment: {message}" in step.stderr
     assert calls(record) == []
-    assert step.stdout == ""
+    step_name = env.get("KPT_CATALOG_PHASE", "") if sub == "wait" else sub
+    assert step.stdout.splitlines() == [
+        "kpt-catalog-result: "
+        + json.dumps(
+            {
+                "package": "headscale",
+                "step": step_name,
+                "ok": False,
+                "failure": "malformed environment",
+            }
+        )
+    ]
 
 
 # --- the parts the program and tools/status.py import --------------------------------------------
@@ -742,36 +764,36 @@ def test_malformed_environment_exits_2_naming_the_variable(
         (
             '{"group":"apps","kind":"Deployment","name":"x","namespace":"ns","status":"Failed",'
             '"error":"boom","type":"apply"}',
-            kptstep.Event(
-                "apply", "Failed", kptstep.ObjectRef("apps", "Deployment", "ns", "x"), error="boom"
+            events.Event(
+                "apply", "Failed", events.ObjectRef("apps", "Deployment", "ns", "x"), error="boom"
             ),
         ),
         (
             '{"type":"apply","eventType":"resourceFailed","group":"","kind":"Service",'
             '"name":"x","namespace":"ns","error":"boom"}',
-            kptstep.Event(
-                "apply", "Failed", kptstep.ObjectRef("", "Service", "ns", "x"), error="boom"
+            events.Event(
+                "apply", "Failed", events.ObjectRef("", "Service", "ns", "x"), error="boom"
             ),
         ),
         (
             '{"type":"prune","eventType":"resourcePruned","operation":"PruneSkipped","group":"",'
             '"kind":"Service","name":"x","namespace":"ns"}',
-            kptstep.Event("prune", "Skipped", kptstep.ObjectRef("", "Service", "ns", "x")),
+            events.Event("prune", "Skipped", events.ObjectRef("", "Service", "ns", "x")),
         ),
         (
             '{"type":"wait","eventType":"resourceReconciled","operation":"Timeout","group":"",'
             '"kind":"Service","name":"x","namespace":"ns"}',
-            kptstep.Event("wait", "Timeout", kptstep.ObjectRef("", "Service", "ns", "x")),
+            events.Event("wait", "Timeout", events.ObjectRef("", "Service", "ns", "x")),
         ),
         (
             '{"action":"Wait","count":2,"successful":1,"skipped":0,"failed":0,"timeout":1,'
             '"type":"summary"}',
-            kptstep.Event("summary", action="wait", count=2, successful=1, timeout=1),
+            events.Event("summary", action="wait", count=2, successful=1, timeout=1),
         ),
     ],
 )
 def test_parse_event_reads_both_shapes_and_ignores_the_rest(line, expected):
-    assert kptstep.parse_event(line) == expected
+    assert events.parse_event(line) == expected
 
 
 def test_step_commands_are_the_contracts_fixed_strings():

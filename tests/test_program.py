@@ -19,12 +19,15 @@ COMPONENT = "kpt-catalog:index:KptPackage"
 DEV_URNS = [
     "urn:pulumi:dev::kpt-catalog::pulumi:providers:kubernetes::kubernetes",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage::kube-vip",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::kube-vip-inventory",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::kube-vip-apply",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::kube-vip-wait-after",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage::cilium",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::cilium-inventory",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::cilium-wait-before",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::cilium-apply",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage::tailscale",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::tailscale-inventory",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::tailscale-apply",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::tailscale-wait-after",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$kubernetes:tailscale.com/v1alpha1:Connector::tailscale-connector-cluster-subnet-router",
@@ -32,9 +35,11 @@ DEV_URNS = [
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$kubernetes:core/v1:Secret::tailscale-secret-operator-oauth",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::tailscale-restart",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage::headscale",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::headscale-inventory",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::headscale-apply",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::headscale-wait-after",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage::envoy-gateway",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::envoy-gateway-inventory",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::envoy-gateway-apply",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::envoy-gateway-wait-after",
 ]
@@ -106,19 +111,23 @@ def test_every_urn_of_the_dev_stack_is_pinned(dev_run: ProgramRun) -> None:
 def test_deploy_order_follows_the_seed(dev_run: ProgramRun) -> None:
     after = _needs_graph(dev_run)
     chain = [
+        "kube-vip-inventory",
         "kube-vip-apply",
         "cilium-wait-before",
         "cilium-apply",
+        "tailscale-inventory",
         "tailscale-apply",
         "tailscale-wait-after",
         "tailscale-connector-cluster-subnet-router",
+        "headscale-inventory",
         "headscale-apply",
     ]
     for earlier, later in itertools.pairwise(chain):
         assert earlier in after[later], f"{later} does not wait for {earlier}"
+    assert "cilium-wait-before" in after["cilium-apply"]
     # The Tailscale operator also needs kube-vip directly (VIP routes), not only through cilium.
-    tailscale_apply = dev_run.by_name("tailscale-apply")
-    assert dev_run.by_name("kube-vip-apply").urn in tailscale_apply.dependencies
+    tailscale_first = dev_run.by_name("tailscale-inventory")
+    assert dev_run.by_name("kube-vip-apply").urn in tailscale_first.dependencies
     # envoy-gateway needs cilium only: it runs beside the Tailscale branch.
     assert "cilium-apply" in after["envoy-gateway-apply"]
     tailscale_branch = {n for n in dev_run.names() if n.startswith(("tailscale", "headscale"))}
@@ -137,21 +146,26 @@ def test_first_child_carries_the_needs_edges(dev_run: ProgramRun) -> None:
         }
 
     expected = {
-        "kube-vip-apply": set(),
+        "kube-vip-inventory": set(),
+        "cilium-inventory": children("kube-vip"),
         "cilium-wait-before": children("kube-vip"),
-        "tailscale-apply": children("cilium", "kube-vip"),
-        "headscale-apply": children("tailscale", "cilium"),
-        "envoy-gateway-apply": children("cilium"),
+        "tailscale-inventory": children("cilium", "kube-vip"),
+        "headscale-inventory": children("tailscale", "cilium"),
+        "envoy-gateway-inventory": children("cilium"),
     }
     assert (
         dev_run.by_name("tailscale-connector-cluster-subnet-router").urn
-        in expected["headscale-apply"]
+        in expected["headscale-inventory"]
     )
     for name, needs in expected.items():
         assert set(dev_run.by_name(name).dependencies) == needs, name
     for name in ("kube-vip", "cilium", "tailscale", "headscale", "envoy-gateway"):
-        first_child = "cilium-wait-before" if name == "cilium" else f"{name}-apply"
-        assert set(dev_run.by_name(name).dependencies) == expected[first_child], name
+        assert set(dev_run.by_name(name).dependencies) == expected[f"{name}-inventory"], name
+        # The apply comes after the rollback is recorded (and after the gates before it).
+        before = {dev_run.by_name(f"{name}-inventory").urn}
+        if name == "cilium":
+            before.add(dev_run.by_name("cilium-wait-before").urn)
+        assert set(dev_run.by_name(f"{name}-apply").dependencies) == before, name
 
 
 def test_destroy_order_is_the_reverse_with_the_connector_before_its_operator(
@@ -168,34 +182,34 @@ def test_destroy_order_is_the_reverse_with_the_connector_before_its_operator(
         assert not any(name in after[later] for later in destroy[index + 1 :]), destroy
     # The seed's rollback order is what the edges force, step by step.
     seed_rollback = [
-        "envoy-gateway-apply",
-        "headscale-apply",
+        "envoy-gateway-inventory",
+        "headscale-inventory",
         "tailscale-connector-cluster-subnet-router",
-        "tailscale-apply",
-        "cilium-apply",
-        "kube-vip-apply",
+        "tailscale-inventory",
+        "cilium-inventory",
+        "kube-vip-inventory",
     ]
     assert sorted(seed_rollback) == sorted(deletes)
     forced = [
-        ("headscale-apply", "tailscale-connector-cluster-subnet-router"),
-        ("tailscale-connector-cluster-subnet-router", "tailscale-apply"),
-        ("tailscale-apply", "cilium-apply"),
-        ("headscale-apply", "cilium-apply"),
-        ("envoy-gateway-apply", "cilium-apply"),
-        ("cilium-apply", "kube-vip-apply"),
+        ("headscale-inventory", "tailscale-connector-cluster-subnet-router"),
+        ("tailscale-connector-cluster-subnet-router", "tailscale-inventory"),
+        ("tailscale-inventory", "cilium-inventory"),
+        ("headscale-inventory", "cilium-inventory"),
+        ("envoy-gateway-inventory", "cilium-inventory"),
+        ("cilium-inventory", "kube-vip-inventory"),
     ]
     for first, then in forced:
         assert then in after[first], f"{first} is not deleted before {then}"
     for index, name in enumerate(seed_rollback):
         assert not any(name in after[later] for later in seed_rollback[index + 1 :])
     # envoy-gateway and the Tailscale branch are independent: either may go first.
-    assert "envoy-gateway-apply" not in after["headscale-apply"]
-    assert "headscale-apply" not in after["envoy-gateway-apply"]
+    assert "envoy-gateway-inventory" not in after["headscale-inventory"]
+    assert "headscale-inventory" not in after["envoy-gateway-inventory"]
 
 
 def test_kube_vip_is_protected_and_nothing_else(dev_run: ProgramRun) -> None:
     protected = {r.name for r in dev_run.registrations if r.protect}
-    assert protected == {"kube-vip", "kube-vip-apply", "kube-vip-wait-after"}
+    assert protected == {"kube-vip", "kube-vip-inventory", "kube-vip-apply", "kube-vip-wait-after"}
 
 
 def test_no_command_can_be_replaced(dev_run: ProgramRun) -> None:
@@ -212,6 +226,10 @@ def test_apply_commands_are_fixed_strings(dev_run: ProgramRun) -> None:
         if registration.name.endswith("-apply"):
             assert registration.inputs["create"] == "python3 components/kptstep.py apply"
             assert registration.inputs["update"] == "python3 components/kptstep.py apply"
+            assert "delete" not in registration.inputs, registration.name
+        elif registration.name.endswith("-inventory"):
+            assert registration.inputs["create"] == "python3 components/kptstep.py inventory"
+            assert registration.inputs["update"] == "python3 components/kptstep.py inventory"
             assert registration.inputs["delete"] == "python3 components/kptstep.py destroy"
         elif registration.name.endswith("-restart"):  # runs on update only
             assert "create" not in registration.inputs
@@ -267,8 +285,11 @@ def test_reapply_generation_updates_every_package_without_replacing(
     bumped = run_program({**dev_config, "reapplyGeneration": "2"})
     changed = _changed(before, bumped)
     commands = {r.name for r in before.registrations if r.type == COMMAND}
-    # Re-applying never restarts the workloads that use a Secret: only a changed value does.
-    assert set(changed) == commands - {"tailscale-restart"}
+    # The inventory Commands hold the rollback: a re-apply never touches them. Nor does it
+    # restart the workloads that use a Secret: only a changed value does.
+    assert set(changed) == {
+        n for n in commands if not n.endswith("-inventory") and n != "tailscale-restart"
+    }
     assert all(keys == {"environment.KPT_CATALOG_GENERATION"} for keys in changed.values())
 
 
