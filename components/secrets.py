@@ -47,7 +47,6 @@ from components.catalog import LoadedPackage
 from components.config import (
     CatalogConfig,
     ConfigError,
-    PackageSpec,
     SecretSpec,
     WaitSpec,
 )
@@ -55,10 +54,6 @@ from components.environment import gate_environment
 from components.files import read_package_files, unsafe_yaml
 
 __all__ = [
-    "ENV_SECRETS_DIGEST",
-    "ENV_WORKLOADS",
-    "PHASE_NAMESPACE",
-    "SUBCOMMAND_RESTART",
     "Workload",
     "check_secret_config",
     "declare_restart",
@@ -68,14 +63,7 @@ __all__ = [
     "secret_values",
 ]
 
-# Step-contract members this module adds (docs/step-contract.md).
-ENV_WORKLOADS = "KPT_CATALOG_WORKLOADS"
-"""JSON list of `{"kind", "name", "namespace"}`: what `restart` restarts."""
-ENV_SECRETS_DIGEST = "KPT_CATALOG_SECRETS_DIGEST"
-"""sha256 of the package's Secret values, a Pulumi secret: only there so rotation is an update."""
-SUBCOMMAND_RESTART = "restart"
-PHASE_NAMESPACE = "wait-namespace"
-_RESTART = f"python3 {kptstep.STEP_SCRIPT} {SUBCOMMAND_RESTART}"
+_RESTART = kptstep.step_command(kptstep.SUBCOMMAND_RESTART)
 _WAIT = kptstep.step_command(kptstep.SUBCOMMAND_WAIT)
 _BACKSTOP_SECONDS = 120
 
@@ -250,10 +238,13 @@ def _namespace_gate(
     ]
     deadline = sum(w.timeout for w in waits) + _BACKSTOP_SECONDS * len(waits)
     return command.local.Command(
-        f"{spec.name}-{PHASE_NAMESPACE}",
+        f"{spec.name}-{kptstep.PHASE_NAMESPACE}",
         create=_WAIT,
         update=_WAIT,
-        environment=gate_environment(package, config, PHASE_NAMESPACE, waits),
+        environment={
+            **gate_environment(package, config, kptstep.PHASE_NAMESPACE, waits),
+            kptstep.ENV_STACK: pulumi.get_stack(),
+        },
         add_previous_output_in_env=False,
         opts=pulumi.ResourceOptions.merge(
             parent,
@@ -285,7 +276,8 @@ def declare_secrets(
     spec = package.spec
     if not spec.secrets:
         return []
-    gate = _namespace_gate(package, config, parent, [*beside_apply, *rollback])
+    upstream = list(beside_apply) + [r for r in rollback if r not in beside_apply]
+    gate = _namespace_gate(package, config, parent, upstream)
     return [
         kubernetes.core.v1.Secret(
             f"{spec.name}-secret-{secret.name}",
@@ -314,28 +306,29 @@ def _digest(values: Sequence[Any]) -> str:
 
 
 def restart_environment(
-    name: str,
-    spec: PackageSpec,
+    package: LoadedPackage,
     config: CatalogConfig,
     workloads: Sequence[Workload],
     values: Mapping[str, Mapping[str, pulumi.Output[str]]],
 ) -> dict[str, pulumi.Input[str]]:
-    """What `kptstep.py restart` needs; the digest of the values is a Pulumi secret."""
+    """What `kptstep.py restart` needs; the digest of the values is a Pulumi secret. Neither
+    the package's digest nor the re-apply generation: a re-apply never restarts anything."""
+    spec = package.spec
     ordered = [values[s.name][k] for s in spec.secrets for k, _config_key in s.data]
     digest: pulumi.Output[str] = pulumi.Output.secret(pulumi.Output.all(*ordered).apply(_digest))
     return {
-        kptstep.ENV_PACKAGE: name,
+        kptstep.ENV_PACKAGE: spec.name,
         kptstep.ENV_KUBECONFIG: config.kubeconfig,
         kptstep.ENV_CONTEXT: config.context,
+        kptstep.ENV_STACK: pulumi.get_stack(),
         kptstep.ENV_RECONCILE_TIMEOUT: str(spec.reconcile_timeout),
-        ENV_WORKLOADS: json.dumps([w.as_step_input() for w in workloads]),
-        ENV_SECRETS_DIGEST: digest,
+        kptstep.ENV_WORKLOADS: json.dumps([w.as_step_input() for w in workloads]),
+        kptstep.ENV_SECRETS_DIGEST: digest,
     }
 
 
 def declare_restart(
-    name: str,
-    spec: PackageSpec,
+    package: LoadedPackage,
     config: CatalogConfig,
     *,
     workloads: Sequence[Workload],
@@ -344,16 +337,17 @@ def declare_restart(
     after: Sequence[pulumi.Resource],
 ) -> command.local.Command | None:
     """`<package>-restart`, when a workload of the package references one of its Secrets."""
+    spec = package.spec
     if not spec.secrets or not workloads:
         return None
     # Each workload: a restart, then a rollout status bounded by the reconcile timeout.
     deadline = len(workloads) * (spec.reconcile_timeout + _BACKSTOP_SECONDS)
     return command.local.Command(
-        f"{name}-restart",
+        f"{spec.name}-restart",
         # Created with the Secrets: the workloads start with the current values already.
         create=None,
         update=_RESTART,
-        environment=restart_environment(name, spec, config, workloads, values),
+        environment=restart_environment(package, config, workloads, values),
         add_previous_output_in_env=False,
         opts=pulumi.ResourceOptions.merge(
             parent,

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ import pytest
 
 from components.config import ConfigError, SecretSpec, parse_config, secret_config_keys
 from components.secrets import Workload, mounting_workloads
-from tests.harness import ProgramRun, Registration, run_program
+from tests.harness import ROOT, ProgramRun, Registration, run_program
 
 SECRET_TYPE = "kubernetes:core/v1:Secret"  # noqa: S105 - a type token, not a password
 SECRET = "tailscale-secret-operator-oauth"  # noqa: S105 - a resource name
@@ -439,3 +442,171 @@ def test_the_workloads_that_reference_the_secret_are_found(tmp_path: Path) -> No
         Workload("deployment", "ns", "by-volume"),
         Workload("statefulset", "ns", "by-env"),
     )
+
+
+# --- the steps, run as the command provider runs them -------------------------------------------
+
+FAKEBIN = ROOT / "tests" / "fakebin"
+# A cluster that refuses connections: the real kubectl checks its arguments before connecting.
+REFUSING_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+users: [{name: u, user: {token: not-a-credential}}]
+current-context: c
+"""
+
+
+def _step(
+    tmp_path: Path, registration: Registration, script: str, fake: bool = True, **extra: str
+) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    """Run `script` with the registration's environment in a copy of the project, the way the
+    command provider runs it (`/bin/sh -c`), against the stand-ins (or the real tools)."""
+    project = tmp_path / "project"
+    if not project.exists():
+        shutil.copytree(ROOT / "components", project / "components")
+    environment = registration.inputs["environment"]
+    if _is_secret(environment):  # the engine decrypts it for the provider
+        environment = environment["value"]
+    record = tmp_path / "calls.jsonl"
+    path = f"{FAKEBIN}{os.pathsep}{os.environ['PATH']}" if fake else os.environ["PATH"]
+    result = subprocess.run(
+        ["/bin/sh", "-c", script],
+        env={
+            **os.environ,
+            **environment,
+            "PATH": path,
+            "FAKE_RECORD": str(record),
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+            **extra,
+        },
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    calls = (
+        [json.loads(line)["argv"] for line in record.read_text().splitlines()]
+        if (record.exists())
+        else []
+    )
+    return result, calls
+
+
+def test_the_restart_restarts_each_workload_then_waits_for_its_rollout(
+    run: ProgramRun, tmp_path: Path
+) -> None:
+    restart = run.by_name(RESTART)
+
+    result, calls = _step(tmp_path, restart, restart.inputs["update"])
+
+    assert result.returncode == 0, result.stderr
+    assert calls == [
+        ["rollout", "restart", "deployment/operator", "-n", "tailscale-system"],
+        [
+            "rollout",
+            "status",
+            "deployment/operator",
+            "--timeout=180s",
+            "-n",
+            "tailscale-system",
+        ],
+    ]
+    assert json.loads(result.stdout.splitlines()[-1].partition(": ")[2]) == {
+        "package": "tailscale",
+        "step": "restart",
+        "restarted": 1,
+        "ok": True,
+    }
+    # Neither the values nor their digest reach what the step prints or logs.
+    digest = restart.inputs["environment"]["value"]["KPT_CATALOG_SECRETS_DIGEST"]
+    logged = "".join(p.read_text() for p in (tmp_path / "state").rglob("*.log"))
+    for text in (result.stdout, result.stderr, logged):
+        assert CLIENT_ID not in text
+        assert CLIENT_SECRET not in text
+        assert digest not in text
+
+
+def test_a_restart_that_fails_says_which_workload(run: ProgramRun, tmp_path: Path) -> None:
+    restart = run.by_name(RESTART)
+
+    result, _calls = _step(
+        tmp_path, restart, restart.inputs["update"], FAKE_KUBECTL_SCENARIO="wait-fail"
+    )
+
+    assert result.returncode == 1
+    assert (
+        "[tailscale] restart failed (restart failed): deployment/operator in namespace "
+        "tailscale-system (kubectl rollout restart exited 1)"
+    ) in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("workloads", "message"),
+    [
+        (
+            '[{"kind": "job", "name": "x", "namespace": "n"}]',
+            "KPT_CATALOG_WORKLOADS[0].kind must be one of deployment, daemonset, statefulset, "
+            "got 'job'",
+        ),
+        (
+            '[{"kind": "deployment", "name": "--all", "namespace": "n"}]',
+            "KPT_CATALOG_WORKLOADS[0].name must be a non-empty string not starting with '-', "
+            "got '--all'",
+        ),
+        ("{}", "KPT_CATALOG_WORKLOADS must be a JSON list of workloads, got dict"),
+    ],
+    ids=["kind", "flag-like-name", "not-a-list"],
+)
+def test_a_malformed_workload_list_runs_nothing(
+    run: ProgramRun, tmp_path: Path, workloads: str, message: str
+) -> None:
+    restart = run.by_name(RESTART)
+
+    result, calls = _step(
+        tmp_path, restart, restart.inputs["update"], KPT_CATALOG_WORKLOADS=workloads
+    )
+
+    assert result.returncode == 2
+    assert f"[tailscale] restart: malformed environment: {message}" in result.stderr
+    assert calls == []
+
+
+def test_the_namespace_gate_waits_for_kpt_to_create_the_namespace(
+    run: ProgramRun, tmp_path: Path
+) -> None:
+    gate = run.by_name(GATE)
+
+    result, calls = _step(tmp_path, gate, gate.inputs["create"])
+
+    assert result.returncode == 0, result.stderr
+    assert calls == [
+        ["wait", "namespace/tailscale-system", "--for=create", f"--timeout={12 * 60}s"]
+    ]
+
+
+def test_the_real_kubectl_accepts_what_the_gate_and_the_restart_run(
+    run: ProgramRun, tmp_path: Path
+) -> None:
+    """Offline, the real kubectl refuses a bad condition or verb before it connects; these get
+    as far as the (refused) connection."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(REFUSING_KUBECONFIG)
+    for registration, script in (
+        (run.by_name(GATE), run.by_name(GATE).inputs["create"]),
+        (run.by_name(RESTART), run.by_name(RESTART).inputs["update"]),
+    ):
+        result, _calls = _step(
+            tmp_path,
+            registration,
+            script,
+            fake=False,
+            KPT_CATALOG_KUBECONFIG=str(kubeconfig),
+            KPT_CATALOG_RECONCILE_TIMEOUT="2",
+        )
+        assert result.returncode == 1
+        assert "127.0.0.1:1 was refused" in result.stderr, result.stderr
+        assert "unrecognized" not in result.stderr
+        assert "unknown" not in result.stderr

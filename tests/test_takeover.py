@@ -4,13 +4,17 @@ kpt adopts what no inventory holds when a package says so, and nothing is ever r
 from __future__ import annotations
 
 import copy
+import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.harness import ProgramRun, run_program
+from tests.harness import ROOT, ProgramRun, run_program
 
 CONNECTOR = "tailscale-connector-cluster-subnet-router"
 POLICY = "KPT_CATALOG_INVENTORY_POLICY"
@@ -82,7 +86,8 @@ def test_adopt_reaches_only_that_packages_apply_as_an_update(dev_config: dict[st
     apply = after.by_name("headscale-apply")
     assert apply.inputs["environment"][POLICY] == "adopt"
     assert "triggers" not in apply.inputs  # an update that re-applies; never a replacement
-    assert apply.inputs["delete"] == before.by_name("headscale-apply").inputs["delete"]
+    # The rollback (the inventory Command's delete) is untouched.
+    assert "delete" not in apply.inputs
 
 
 def test_adopt_false_is_the_default(dev_config: dict[str, Any]) -> None:
@@ -95,3 +100,103 @@ def test_adopt_must_be_a_boolean(dev_config: dict[str, Any]) -> None:
 
     assert run.registrations == []
     assert "packages[3].adopt: expected true or false, found 'yes please'" in str(run.error)
+
+
+# --- `adopt` reaching kpt, with the stand-in and with the real kpt --------------------------------
+
+FAKEBIN = ROOT / "tests" / "fakebin"
+REFUSING_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+users: [{name: u, user: {token: not-a-credential}}]
+current-context: c
+"""
+
+
+def _apply(
+    tmp_path: Path, run: ProgramRun, package: str, *, fake: bool = True, **extra: str
+) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    """Run the package's registered apply as the command provider does: `/bin/sh -c` in the
+    project directory, with the registered environment."""
+    apply = run.by_name(f"{package}-apply")
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "components", project / "components")
+    record = tmp_path / "calls.jsonl"
+    path = f"{FAKEBIN}{os.pathsep}{os.environ['PATH']}" if fake else os.environ["PATH"]
+    result = subprocess.run(
+        ["/bin/sh", "-c", apply.inputs["create"]],
+        env={
+            **os.environ,
+            **apply.inputs["environment"],
+            "PATH": path,
+            "FAKE_RECORD": str(record),
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+            **extra,
+        },
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    calls = (
+        [json.loads(line)["argv"] for line in record.read_text().splitlines()]
+        if record.exists()
+        else []
+    )
+    return result, calls
+
+
+def test_adopt_reaches_kpt_as_the_inventory_policy_flag(
+    dev_config: dict[str, Any], tmp_path: Path
+) -> None:
+    run = run_program(_with_adopt(dev_config, "headscale", True))
+
+    result, calls = _apply(tmp_path, run, "headscale")
+
+    assert result.returncode == 0, result.stderr
+    (apply,) = [argv for argv in calls if argv[:2] == ["live", "apply"]]
+    assert "--inventory-policy=adopt" in apply
+    (status,) = [argv for argv in calls if argv[:2] == ["live", "status"]]
+    assert not [arg for arg in status if arg.startswith("--inventory-policy")]
+
+
+def test_without_adopt_kpt_gets_no_policy_flag_and_stays_strict(
+    dev_run: ProgramRun, tmp_path: Path
+) -> None:
+    result, calls = _apply(tmp_path, dev_run, "headscale")
+
+    assert result.returncode == 0, result.stderr
+    assert calls
+    assert not [arg for argv in calls for arg in argv if arg.startswith("--inventory-policy")]
+
+
+def test_an_unknown_inventory_policy_runs_nothing(dev_run: ProgramRun, tmp_path: Path) -> None:
+    result, calls = _apply(tmp_path, dev_run, "headscale", KPT_CATALOG_INVENTORY_POLICY="adopt-all")
+
+    assert result.returncode == 2
+    assert (
+        "[headscale] apply: malformed environment: KPT_CATALOG_INVENTORY_POLICY must be one of "
+        "strict, adopt, got 'adopt-all'"
+    ) in result.stderr
+    assert calls == []
+
+
+def test_the_real_kpt_accepts_the_adopt_flag(dev_config: dict[str, Any], tmp_path: Path) -> None:
+    """Offline, kpt refuses an unknown flag or policy before it connects; `adopt` gets as far
+    as the (refused) connection."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(REFUSING_KUBECONFIG)
+    run = run_program(_with_adopt(dev_config, "headscale", True))
+
+    result, _calls = _apply(
+        tmp_path, run, "headscale", fake=False, KPT_CATALOG_KUBECONFIG=str(kubeconfig)
+    )
+
+    assert result.returncode == 1
+    assert "cluster unreachable or misconfigured" in result.stderr, result.stderr
+    assert "127.0.0.1:1" in result.stderr
+    assert "unknown flag" not in result.stderr
+    assert "inventory policy must be one of" not in result.stderr  # kpt's answer to a bad one

@@ -135,8 +135,11 @@ def apply(
     deadline: int,
     server_side: bool,
     cluster: Cluster,
+    inventory_policy: str = "strict",
 ) -> int:
-    """``kpt live apply`` then ``kpt live status``; the number of objects kpt applied."""
+    """``kpt live apply`` then ``kpt live status``; the number of objects kpt applied.
+    ``inventory_policy`` ``adopt`` lets kpt take over objects outside any inventory; the default,
+    kpt's own ``strict``, adds no flag."""
     _package_dir(directory)
     label = "kpt live apply"
     argv = [
@@ -148,6 +151,7 @@ def apply(
         f"--reconcile-timeout={reconcile}s",
         f"--prune-timeout={reconcile}s",
         *(["--server-side"] if server_side else []),
+        *([f"--inventory-policy={inventory_policy}"] if inventory_policy != "strict" else []),
         *cluster.flags(),
     ]
     completed, summary = run_kpt(package, label, argv, deadline)
