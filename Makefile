@@ -61,8 +61,9 @@ lint: venv ## ruff and mypy only
 plan: venv ## Print the deploy and rollback order of stack STACK (CATALOG_DIR=... to read another)
 	$(VENV)/bin/python -m tools.plan --stack $(STACK) $(if $(CATALOG_DIR),--catalog-dir '$(CATALOG_DIR)')
 
-# The README's picture is of the dev stack, whatever STACK says; a test compares the two.
-plan-readme: venv ## Regenerate the README's graph from Pulumi.dev.yaml
+# The README's picture is of packages.yaml (read as the dev stack reads it), whatever STACK says;
+# a test compares the two.
+plan-readme: venv ## Regenerate the README's graph from packages.yaml
 	$(VENV)/bin/python -m tools.plan --stack dev --write-readme
 
 status: venv ## Show each package of stack STACK as deployed on the cluster

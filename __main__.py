@@ -6,19 +6,36 @@ from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as kubernetes
+from pulumi.runtime import config as runtime_config
 
 from components.catalog import load
-from components.config import structured_getter
+from components.config import graph_and_stack, structured_getter
 from components.kpt_package import KptPackage, KptPackageArgs
 from components.secrets import check_secret_config, secret_values
 
+PROJECT_DIR = Path(__file__).resolve().parent
+NAMESPACE = "kpt-catalog:"
+
+# Every key the stack was given, so that a misspelt one is reported rather than ignored. The
+# language host hands the program its config as the JSON of `PULUMI_CONFIG`; `set_all_config`
+# (mocks, the Automation API's inline programs) fills `CONFIG` instead. Both are read by
+# `pulumi.runtime.config.get_config` (pulumi/runtime/config.py), so the union is the whole set.
+given = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
+read = structured_getter(pulumi.Config("kpt-catalog"))
+values, source_warnings = graph_and_stack(
+    {
+        key.removeprefix(NAMESPACE): read(key.removeprefix(NAMESPACE))
+        for key in given
+        if key.startswith(NAMESPACE)
+    },
+    project_dir=PROJECT_DIR,
+    stack_file=f"Pulumi.{pulumi.get_stack()}.yaml",
+)
 catalog = load(  # every problem of config and catalog, before any resource is registered
-    structured_getter(pulumi.Config("kpt-catalog")),
-    stack=pulumi.get_stack(),
-    base_dir=Path(__file__).resolve().parent,
+    values, stack=pulumi.get_stack(), base_dir=PROJECT_DIR
 )
 config = catalog.config
-for warning in catalog.warnings:
+for warning in (*source_warnings, *catalog.warnings):
     pulumi.log.warn(warning)
 
 # Credentials: every value a declared Secret reads is set, and set with --secret, before anything
@@ -31,12 +48,16 @@ check_secret_config(
     lambda key: pulumi.runtime.is_config_secret(stack_config.full_key(key)),
 )
 
-# One explicit provider, with the same kubeconfig and context kpt and kubectl get. The fixed
-# cluster identifier keeps a changed server URL from replacing every native object.
+# One explicit provider, with the same kubeconfig and context kpt and kubectl get, as written:
+# the provider expands `~` and reads a relative path from its working directory, the project
+# directory (pulumi-kubernetes provider/pkg/provider/util.go, parseKubeconfigString; the engine
+# starts providers in the project directory, pulumi pkg/resource/plugin/provider_plugin.go). Never
+# None: the provider would then read `$KUBECONFIG` of whatever shell runs it as the kubeconfig's
+# contents. The fixed cluster identifier keeps a changed server URL from replacing native objects.
 provider = kubernetes.Provider(
     "kubernetes",
-    kubeconfig=config.kubeconfig or None,
-    context=config.context or None,
+    kubeconfig=config.kubeconfig,
+    context=config.context,
     cluster_identifier=config.cluster_identifier,
     # Taking over a running cluster: an object that exists already (the Connector `kubectl apply`
     # made) is server-side applied in place, never refused, deleted or recreated

@@ -7,7 +7,7 @@ so no resource is registered from a catalog that kpt would reject or misorder.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from components import ownership
 from components.config import (
     CatalogConfig,
     ConfigError,
+    ConfigSource,
     ManifestSpec,
     PackageSpec,
     WaitSpec,
@@ -157,7 +158,7 @@ def _check_package_files(
     return problems, warnings
 
 
-def load(get: Callable[[str], object], *, stack: str, base_dir: Path) -> Catalog:
+def load(get: ConfigSource, *, stack: str, base_dir: Path) -> Catalog:
     """Parse the config values `get` returns and load the catalog they name: one ConfigError
     with every problem of both, raised before anything could touch the cluster."""
     try:
@@ -190,8 +191,12 @@ def _load(config: CatalogConfig, index_of: dict[str, int]) -> Catalog:
     """`load_catalog` proper; `index_of` gives each package's position in the config."""
     problems: list[str] = []
     warnings: list[str] = []
-    if config.kubeconfig and not Path(config.kubeconfig).is_file():
-        problems.append(f"kubeconfig: {config.kubeconfig} does not exist or is not a file")
+    if not config.kubeconfig_path.is_file():
+        missing = (
+            f"kubeconfig: {config.kubeconfig_path} does not exist or is not a file; set "
+            "kpt-catalog:kubeconfig to the cluster's kubeconfig (default ~/.kube/config)"
+        )
+        (problems if config.kubeconfig_required else warnings).append(missing)
     if not config.catalog_dir.is_dir():
         what = "does not exist" if not config.catalog_dir.exists() else "is not a directory"
         raise ConfigError(

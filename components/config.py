@@ -7,23 +7,31 @@ the config key, what was found and what was expected. Nothing touches the cluste
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
+
+import yaml
 
 __all__ = [
     "CONFIG_KEYS",
     "DEFAULT_CATALOG_DIR",
+    "DEFAULT_KUBECONFIG",
+    "GRAPH_FILE",
     "CatalogConfig",
     "ConfigError",
+    "ConfigSource",
     "ManifestSpec",
     "PackageSpec",
     "SecretSpec",
     "WaitSpec",
     "format_duration",
+    "graph_and_stack",
+    "local_path",
     "parse_config",
     "parse_duration",
     "secret_config_keys",
@@ -31,6 +39,10 @@ __all__ = [
 ]
 
 DEFAULT_CATALOG_DIR = "/var/lib/incus-rke2-cluster/kpt/catalog"
+# kubectl's own default; stored as written, so a destroy months later reads the same file.
+DEFAULT_KUBECONFIG = "~/.kube/config"
+# The package graph, curated by hand at the project root: no Pulumi command rewrites it.
+GRAPH_FILE = "packages.yaml"
 DEFAULT_RECONCILE_TIMEOUT = 120
 DEFAULT_DESTROY_TIMEOUT = 300
 DEFAULT_WAIT_TIMEOUT = 120
@@ -63,6 +75,7 @@ _PACKAGE_KEYS = frozenset(
         "manifests",
         "adopt",
         "secrets",
+        "formerNames",
     }
 )
 _WAIT_KEYS = frozenset({"resource", "for", "namespace", "selector", "timeout", "report"})
@@ -199,6 +212,9 @@ class PackageSpec:
     outside any inventory (default: kpt's `strict`, which skips them)."""
     secrets: tuple[SecretSpec, ...] = ()
     """Kubernetes Secrets the package's workloads need, their values from secret stack config."""
+    former_names: tuple[str, ...] = ()
+    """Names the package had before: its component and children carry aliases to them, so a
+    rename changes nothing in the cluster."""
 
     @property
     def worst_case_seconds(self) -> int:
@@ -213,11 +229,12 @@ class CatalogConfig:
     """The whole stack configuration."""
 
     catalog_dir: Path
-    """Absolute catalog root."""
+    """Absolute catalog root on this machine: where the program reads the packages' files."""
     kubeconfig: str
-    """Kubeconfig path handed to kpt, kubectl and the Kubernetes provider; empty for the default."""
+    """Kubeconfig path as written (`~` and relative paths kept), handed to kpt, kubectl and the
+    Kubernetes provider, which resolve it where they run (the project directory)."""
     context: str
-    """Kubeconfig context; empty for the current one."""
+    """Kubeconfig context every step and the provider use, whatever the shell's current one is."""
     cluster_identifier: str
     """Stable cluster identity for the Kubernetes provider (a changed URL must not replace)."""
     reapply_generation: str
@@ -226,6 +243,17 @@ class CatalogConfig:
     """`group/Kind` entries that the cluster provides without any package or wait."""
     packages: tuple[PackageSpec, ...]
     """In configuration order; the deploy order is derived by `components.graph`."""
+    catalog_dir_as_written: str = DEFAULT_CATALOG_DIR
+    """`catalogDir` as written: what reaches state, so that every checkout stores the same."""
+    kubeconfig_path: Path = field(default_factory=lambda: Path(DEFAULT_KUBECONFIG).expanduser())
+    """`kubeconfig` resolved on this machine, to check that it exists."""
+    kubeconfig_required: bool = True
+    """A missing kubeconfig is a problem (preview, up); the offline views only warn."""
+
+    def package_dir_as_written(self, package: PackageSpec) -> str:
+        """The package directory as the steps get it: `catalogDir` as written joined with the
+        package's path (`examples/catalog/ha/kube-vip`, `~/catalog/...`, or absolute)."""
+        return str(PurePosixPath(self.catalog_dir_as_written) / package.path)
 
     def package(self, name: str) -> PackageSpec:
         """The package named `name`."""
@@ -363,10 +391,10 @@ def _parse_wait(problems: _Problems, key: str, raw: object) -> WaitSpec | None:
         timeout=problems.duration(f"{key}.timeout", raw.get("timeout"), DEFAULT_WAIT_TIMEOUT),
         report=problems.string(f"{key}.report", raw.get("report")),
     )
-    for field, value in wait.as_step_input().items():
+    for member, value in wait.as_step_input().items():
         if isinstance(value, str) and value.startswith("-"):
             problems.add(
-                f"{key}.{field}",
+                f"{key}.{member}",
                 f"{value!r} starts with '-', which kubectl would read as an option",
             )
     return wait
@@ -489,6 +517,13 @@ def _parse_package(problems: _Problems, key: str, raw: object) -> PackageSpec | 
         )
         return tuple(w for w in parsed if w is not None)
 
+    former = problems.listing(f"{key}.formerNames", raw.get("formerNames"))
+    for index, old in enumerate(former):
+        if not isinstance(old, str) or not _DNS_LABEL.match(old):
+            problems.add(
+                f"{key}.formerNames[{index}]",
+                f"expected a former package name (a DNS label), found {old!r}",
+            )
     manifests = (
         _parse_manifest(problems, f"{key}.manifests[{i}]", m)
         for i, m in enumerate(problems.listing(f"{key}.manifests", raw.get("manifests")))
@@ -511,6 +546,7 @@ def _parse_package(problems: _Problems, key: str, raw: object) -> PackageSpec | 
         manifests=tuple(m for m in manifests if m is not None),
         adopt=problems.boolean(f"{key}.adopt", raw.get("adopt")),
         secrets=_parse_secrets(problems, f"{key}.secrets", raw.get("secrets")),
+        former_names=tuple(o for o in former if isinstance(o, str) and _DNS_LABEL.match(o)),
     )
 
 
@@ -533,24 +569,77 @@ def _check_names(problems: _Problems, packages: Sequence[PackageSpec]) -> None:
                 )
             elif need == package.name:
                 problems.add(f"packages[{index}].needs", f"package {package.name!r} needs itself")
+    renamed: dict[str, int] = {}
+    for index, package in enumerate(packages):
+        for old in package.former_names:
+            if old in seen:
+                problems.add(
+                    f"packages[{index}].formerNames",
+                    f"{old!r} is the name of a current package (packages[{seen[old]}]); a former "
+                    "name must be one no package has any more",
+                )
+            elif old in renamed and renamed[old] != index:
+                problems.add(
+                    f"packages[{index}].formerNames",
+                    f"{old!r} is also a former name of packages[{renamed[old]}]; only one package "
+                    "can take over what was deployed under it",
+                )
+            renamed.setdefault(old, index)
 
 
-def _resolve(base_dir: Path, path: str) -> Path:
-    """`path` with `~` expanded, relative to the project directory when not absolute."""
+def local_path(path: str, base_dir: Path) -> Path:
+    """`path` as this machine reads it: `~` expanded, a relative path taken from `base_dir` (the
+    project directory, where Pulumi runs the steps and the Kubernetes provider)."""
     expanded = Path(path).expanduser()
     return expanded if expanded.is_absolute() else base_dir / expanded
 
 
-def parse_config(get: Callable[[str], object], *, stack: str, base_dir: Path) -> CatalogConfig:
+def _unknown_top_level_keys(problems: _Problems, given: Iterable[str]) -> None:
+    for key in sorted(set(given) - set(CONFIG_KEYS)):
+        nearest = difflib.get_close_matches(key, CONFIG_KEYS, n=1, cutoff=0.6)
+        if not nearest:  # a case slip (`kubeConfig`) is the commonest typo
+            nearest = [k for k in CONFIG_KEYS if k.lower() == key.lower()]
+        hint = f"did you mean kpt-catalog:{nearest[0]}? " if nearest else ""
+        problems.add(
+            f"kpt-catalog:{key}",
+            f"unknown key; {hint}the keys are {', '.join(CONFIG_KEYS)}",
+        )
+
+
+ConfigSource = Callable[[str], object] | Mapping[str, object]
+"""The stack's `kpt-catalog:` values: a mapping (whose unknown keys are reported), or a `get`."""
+
+
+def parse_config(
+    get: ConfigSource, *, stack: str, base_dir: Path, kubeconfig_required: bool = True
+) -> CatalogConfig:
     """Validate the raw values `get(key)` returns for each key of `CONFIG_KEYS`.
 
-    `base_dir` resolves a relative `catalogDir` (the project directory). Graph problems that
-    need the whole graph (cycles) are checked by `components.graph`; files by `components.scan`.
+    Given a mapping, also report its keys that are not config keys. `base_dir` (the project
+    directory) is where a relative `catalogDir` or `kubeconfig` is read from; both are kept as
+    written for the steps. Graph problems that need the whole graph (cycles) are checked by
+    `components.graph`; files by `components.scan`.
     """
     problems = _Problems()
+    given: frozenset[str] = frozenset()
+    if isinstance(get, Mapping):
+        given = frozenset(get)
+        get = get.get
     catalog_dir = problems.string("catalogDir", get("catalogDir"), default=DEFAULT_CATALOG_DIR)
-    kubeconfig = problems.string("kubeconfig", get("kubeconfig"))
-    context = problems.string("context", get("context"))
+    # Never empty: an empty kubeconfig would be filled from the shell that runs a later destroy.
+    kubeconfig = (
+        problems.string("kubeconfig", get("kubeconfig"), default=DEFAULT_KUBECONFIG).strip()
+        or DEFAULT_KUBECONFIG
+    )
+    raw_context = get("context")
+    context = problems.string("context", raw_context)
+    if raw_context is None or (isinstance(raw_context, str) and not raw_context.strip()):
+        problems.add(
+            "context",
+            "is required: the kubeconfig context of the cluster to deploy to (list them with "
+            "`kubectl config get-contexts -o name`; RKE2 names its own `default`), e.g. "
+            "`pulumi config set kpt-catalog:context default`",
+        )
     raw_kinds = problems.listing("clusterProvidedKinds", get("clusterProvidedKinds"))
     for index, kind in enumerate(raw_kinds):
         if not isinstance(kind, str) or "/" not in kind:
@@ -561,7 +650,10 @@ def parse_config(get: Callable[[str], object], *, stack: str, base_dir: Path) ->
     generation = get("reapplyGeneration")
     raw_packages = get("packages")
     if raw_packages is None:
-        problems.add("packages", "is required: a list of {name, path, needs, ...} objects")
+        problems.add(
+            "packages",
+            f"is required: a list of {{name, path, needs, ...}} objects in {GRAPH_FILE}",
+        )
     packages = [
         p
         for i, raw in enumerate(problems.listing("packages", raw_packages))
@@ -571,14 +663,24 @@ def parse_config(get: Callable[[str], object], *, stack: str, base_dir: Path) ->
         problems.add("packages", "expected at least one package, found an empty list")
     _check_names(problems, packages)
     _check_secrets(problems, packages)
+    # The keys the packages' Secrets read are the stack's too (set with --secret); reported
+    # first, as before they were known.
+    unknown = _Problems()
+    _unknown_top_level_keys(
+        unknown, given - {k for p in packages for s in p.secrets for k in s.config_keys}
+    )
+    problems.items[:0] = unknown.items
     config = CatalogConfig(
-        catalog_dir=_resolve(base_dir, catalog_dir),
-        kubeconfig=str(_resolve(base_dir, kubeconfig)) if kubeconfig else "",
+        catalog_dir=local_path(catalog_dir, base_dir),
+        kubeconfig=kubeconfig,
         context=context,
         cluster_identifier=str(get("clusterIdentifier") or stack),
         reapply_generation="" if generation is None else str(generation),
         cluster_provided_kinds=frozenset(k for k in raw_kinds if isinstance(k, str)),
         packages=tuple(packages),
+        catalog_dir_as_written=catalog_dir,
+        kubeconfig_path=local_path(kubeconfig, base_dir),
+        kubeconfig_required=kubeconfig_required,
     )
     if problems.items:
         raise ConfigError(problems.items, partial=config)
@@ -607,3 +709,44 @@ def structured_getter(source: _ConfigSource) -> Callable[[str], object]:
             return value  # parse_config then says what was expected
 
     return get
+
+
+def graph_and_stack(
+    stack_values: Mapping[str, object], *, project_dir: Path, stack_file: str
+) -> tuple[dict[str, object], tuple[str, ...]]:
+    """The values the program reads: the stack's `kpt-catalog:` keys (namespace removed) plus
+    `packages` from `packages.yaml` in `project_dir`, and warnings.
+
+    The program, `make plan`, `make status` and the tests all read the graph through this one
+    function. A stack that sets `kpt-catalog:packages` itself deploys that graph instead of the
+    file's (with a warning naming both). Raises ConfigError when the file cannot be used.
+    """
+    values = dict(stack_values)
+    graph_file = project_dir / GRAPH_FILE
+    if "packages" in values:
+        warnings = (
+            (
+                f"kpt-catalog:packages in {stack_file} wins over {GRAPH_FILE}: this stack deploys "
+                f"its own graph and ignores {graph_file}; keep the graph in one of the two",
+            )
+            if graph_file.exists()
+            else ()
+        )
+        return values, warnings
+    if not graph_file.is_file():
+        return values, ()  # parse_config says that packages are required, and where
+    try:
+        document = yaml.safe_load(graph_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError([f"{GRAPH_FILE}: cannot be read as YAML: {error}"]) from None
+    if not isinstance(document, dict) or "packages" not in document:
+        raise ConfigError(
+            [f"{GRAPH_FILE}: expected a mapping with the key packages, found {document!r:.80}"]
+        )
+    extra = sorted(str(key) for key in document if key != "packages")
+    if extra:
+        raise ConfigError(
+            [f"{GRAPH_FILE}: unknown key(s) {', '.join(extra)}; the file holds packages only"]
+        )
+    values["packages"] = document["packages"]
+    return values, ()

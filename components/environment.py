@@ -23,7 +23,10 @@ __all__ = [
 
 def _common(package: LoadedPackage, config: CatalogConfig) -> dict[str, str]:
     """Cluster access, plus what makes every step of the package re-run: its digest and the
-    stack's re-apply generation (an environment change is an update, never a replacement)."""
+    stack's re-apply generation (an environment change is an update, never a replacement).
+
+    Paths are stored as written (`~` and relative paths kept) and resolved by the step where it
+    runs, so two checkouts of the project at different places store the same environment."""
     return {
         kptstep.ENV_PACKAGE: package.spec.name,
         kptstep.ENV_KUBECONFIG: config.kubeconfig,
@@ -38,7 +41,7 @@ def apply_environment(package: LoadedPackage, config: CatalogConfig) -> dict[str
     spec = package.spec
     return {
         **_common(package, config),
-        kptstep.ENV_DIR: str(package.directory),
+        kptstep.ENV_DIR: config.package_dir_as_written(package.spec),
         kptstep.ENV_RECONCILE_TIMEOUT: str(spec.reconcile_timeout),
         kptstep.ENV_APPLY_TIMEOUT: str(spec.apply_timeout),
         kptstep.ENV_DESTROY_TIMEOUT: str(spec.destroy_timeout),

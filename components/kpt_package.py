@@ -100,7 +100,8 @@ class KptPackage(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: KptPackageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__(TYPE_TOKEN, name, None, opts)
+        renamed = _renamed_from(name, args.package.spec.former_names)
+        super().__init__(TYPE_TOKEN, name, None, pulumi.ResourceOptions.merge(opts, renamed))
         package = args.package
         spec = package.spec
         child = pulumi.ResourceOptions(parent=self)
@@ -255,6 +256,37 @@ def _inventory_policy(spec: PackageSpec) -> dict[str, str]:
     """`adopt: true`: kpt may take over objects outside any inventory. Absent otherwise, so that
     stacks deployed before the option existed see no change."""
     return {kptstep.ENV_INVENTORY_POLICY: "adopt"} if spec.adopt else {}
+
+
+def _renamed_from(name: str, former_names: tuple[str, ...]) -> pulumi.ResourceOptions:
+    """Aliases to the URNs the component and each child had under the package's former names,
+    so that a renamed package is the same resources to Pulumi: nothing is destroyed or re-applied.
+
+    A transformation on the component runs for it and for every child (the SDK hands a parent's
+    transformations to its children: pulumi/resource.py, `Resource.__init__`). Each child's name
+    starts with the package's name, so its former name is the former package name plus the same
+    suffix, under the former component. The engine derives the same child aliases from the
+    component's (pulumi/pkg/resource/deploy/step_generator.go, `inheritedChildAlias`; the SDK's
+    own `all_aliases` in pulumi/runtime/resource.py does it for engines without alias specs); they
+    are given explicitly so that state, preview and the tests show them."""
+    if not former_names:
+        return pulumi.ResourceOptions()
+
+    def alias(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult:
+        suffix = args.name.removeprefix(name)
+        if args.type_ == TYPE_TOKEN and not suffix:
+            aliases = [pulumi.Alias(name=old) for old in former_names]
+        else:
+            aliases = [
+                pulumi.Alias(name=old + suffix, parent=pulumi.create_urn(old, TYPE_TOKEN))
+                for old in former_names
+            ]
+        extra = pulumi.ResourceOptions(aliases=list(aliases))
+        return pulumi.ResourceTransformationResult(
+            args.props, pulumi.ResourceOptions.merge(args.opts, extra)
+        )
+
+    return pulumi.ResourceOptions(transformations=[alias])
 
 
 def _addresses(reports: dict[str, Any], statuses: dict[str, Any]) -> dict[str, str]:

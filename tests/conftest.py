@@ -1,4 +1,4 @@
-"""Shared fixtures: a private copy of the example catalog and the dev stack's config."""
+"""Shared fixtures: a private copy of the example catalog and the tests' own stack config."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.harness import EXAMPLE_CATALOG, dev_stack_config
+from tests.harness import EXAMPLE_CATALOG, ROOT, dev_stack_config
+from tools import stackfile
 
 
 @pytest.fixture
@@ -21,7 +23,23 @@ def catalog(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def dev_config(catalog: Path) -> dict[str, Any]:
-    """The dev stack's config, pointed at the private catalog copy."""
+    """The tests' dev stack config and graph, pointed at the private catalog copy."""
     config = dev_stack_config()
     config["catalogDir"] = str(catalog)
     return config
+
+
+@pytest.fixture
+def stack_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory the tests own, where `make plan` and `make status` find the dev
+    stack's file (the tests' cluster access) and `packages.yaml` (the example graph)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
+    stack = dev_stack_config()
+    packages = stack.pop("packages")
+    document = {"config": {f"kpt-catalog:{key}": value for key, value in stack.items()}}
+    (project / "Pulumi.dev.yaml").write_text(yaml.safe_dump(document))
+    (project / "packages.yaml").write_text(yaml.safe_dump({"packages": packages}))
+    monkeypatch.setattr(stackfile, "ROOT", project)
+    return project

@@ -1,13 +1,17 @@
 """Runs the real `__main__.py` under the Pulumi SDK's mocks and records what it registered.
 
-Used by the tests and by `make bench`: fresh mocks per run, the dev stack's config from
-`Pulumi.dev.yaml` (with overrides), and every `RegisterResource` request kept for assertions.
+Used by the tests and by `make bench`: fresh mocks per run, a stack config and package graph the
+tests own (built here, so that editing `packages.yaml` or `Pulumi.dev.yaml` for a real cluster
+breaks no test), and every `RegisterResource` request kept for assertions.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import runpy
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +25,107 @@ ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "__main__.py"
 EXAMPLE_CATALOG = ROOT / "examples" / "catalog"
 PROJECT = "kpt-catalog"
+TEST_KUBECONFIG = ROOT / "tests" / "data" / "kubeconfig.yaml"
+"""A kubeconfig naming a cluster that does not exist (the stand-ins never read it)."""
+TEST_CONTEXT = "test"
+
+
+def _wait(resource: str, condition: str, timeout: str, **extra: str) -> dict[str, str]:
+    return {"resource": resource, "for": condition, "timeout": timeout, **extra}
+
+
+def _crd(plural_and_group: str) -> dict[str, str]:
+    return _wait(f"crd/{plural_and_group}", "condition=Established", "2m")
+
+
+# The graph of examples/catalog: the documented deployment order's five packages as edges.
+EXAMPLE_PACKAGES: list[dict[str, Any]] = [
+    {
+        "name": "kube-vip",
+        "path": "ha/kube-vip",
+        "reconcileTimeout": "2m",
+        "protect": True,
+        "waitAfter": [_wait("daemonset/kube-vip-ds", "rollout", "2m", namespace="kube-system")],
+    },
+    {
+        "name": "cilium",
+        "path": "networking/cilium",
+        "needs": ["kube-vip"],
+        "reconcileTimeout": "2m",
+        "waitBefore": [
+            _crd("ciliumloadbalancerippools.cilium.io"),
+            _crd("ciliuml2announcementpolicies.cilium.io"),
+            _crd("ciliumbgpclusterconfigs.cilium.io"),
+            _crd("ciliumbgppeerconfigs.cilium.io"),
+            _crd("ciliumbgpadvertisements.cilium.io"),
+        ],
+    },
+    {
+        "name": "tailscale",
+        "path": "mesh/tailscale/operator",
+        "needs": ["cilium", "kube-vip"],
+        "reconcileTimeout": "3m",
+        "secrets": [
+            {
+                "name": "operator-oauth",
+                "namespace": "tailscale-system",
+                "data": {
+                    "client_id": "tailscaleOauthClientId",
+                    "client_secret": "tailscaleOauthClientSecret",
+                },
+            }
+        ],
+        "waitAfter": [
+            _wait("deployment/operator", "rollout", "3m", namespace="tailscale-system"),
+            _wait("crd/connectors.tailscale.com", "condition=Established", "1m"),
+        ],
+        "manifests": [
+            {
+                "file": "mesh/tailscale/03-connector.yaml",
+                "waitFor": "condition=ConnectorReady",
+                "timeout": "5m",
+            }
+        ],
+    },
+    {
+        "name": "headscale",
+        "path": "mesh/headscale",
+        "needs": ["tailscale", "cilium"],
+        "reconcileTimeout": "3m",
+        "waitAfter": [
+            _wait(
+                "svc/headscale",
+                "jsonpath={.status.loadBalancer.ingress}",
+                "3m",
+                namespace="headscale",
+                report="{.status.loadBalancer.ingress[0].ip}",
+            )
+        ],
+    },
+    {
+        "name": "envoy-gateway",
+        "path": "networking/envoy-gateway",
+        "needs": ["cilium"],
+        "reconcileTimeout": "3m",
+        "serverSide": True,
+        "waitAfter": [
+            _wait(
+                "gateway/eg",
+                "condition=Programmed",
+                "3m",
+                namespace="envoy-gateway-system",
+                report="{.status.addresses[0].value}",
+            ),
+            _wait(
+                "svc",
+                "jsonpath={.status.loadBalancer.ingress}",
+                "3m",
+                namespace="envoy-gateway-system",
+                selector="gateway.envoyproxy.io/owning-gateway-name=eg",
+            ),
+        ],
+    },
+]
 
 
 @dataclass(frozen=True)
@@ -38,6 +143,30 @@ class Registration:
     custom_timeouts: dict[str, str]
     provider: str = ""
     """The explicit provider reference (`<provider urn>::<id>`), empty for the default one."""
+    aliases: tuple[str, ...] = ()
+    """The URNs the resource may have had before, as the engine reads the alias specs."""
+
+
+def _alias_urn(alias: Any, request: Any) -> str:
+    """One alias of a registration as the URN it stands for (an alias spec left to the engine
+    names what differs from the resource: its name, type, parent, stack or project)."""
+    if alias.WhichOneof("alias") == "urn":
+        return _engine_urn(str(alias.urn))
+    spec = alias.spec
+    type_ = spec.type or request.type
+    if spec.parentUrn:
+        parent = _engine_urn(spec.parentUrn)
+    elif spec.noParent or not request.parent or "::pulumi:pulumi:Stack::" in request.parent:
+        parent = ""  # a top-level resource: the engine's URN names no parent type
+    else:
+        parent = _engine_urn(request.parent)
+    if parent:
+        prefix = parent[: parent.rfind("::")] + "$"
+    else:
+        stack = spec.stack or pulumi.get_stack()
+        project = spec.project or pulumi.get_project()
+        prefix = f"urn:pulumi:{stack}::{project}::"
+    return f"{prefix}{type_}::{spec.name or request.name}"
 
 
 def _engine_urn(urn: str) -> str:
@@ -87,6 +216,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                         "update": timeouts.update,
                         "delete": timeouts.delete,
                     },
+                    aliases=tuple(_alias_urn(a, request) for a in request.aliases),
                     provider=_engine_urn(request.provider),
                 )
             )
@@ -112,15 +242,36 @@ class ProgramRun:
 
 
 def dev_stack_config() -> dict[str, Any]:
-    """`Pulumi.dev.yaml`'s `kpt-catalog:` values, keys without the namespace."""
-    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
-    return {key.partition(":")[2]: value for key, value in document["config"].items()}
+    """The tests' dev stack: cluster access and the example graph (a fresh copy each call).
+
+    `run_program` writes `packages` to the run's own `packages.yaml`, as a user keeps it."""
+    return {
+        "kubeconfig": str(TEST_KUBECONFIG),
+        "context": TEST_CONTEXT,
+        "packages": copy.deepcopy(EXAMPLE_PACKAGES),
+    }
 
 
-def declared_secret_keys(config: Mapping[str, Any]) -> list[str]:
-    """The config keys the packages' `secrets` read, in order (plain values: the test's own)."""
+def shipped_graph() -> list[dict[str, Any]]:
+    """The `packages:` of the shipped `packages.yaml`."""
+    packages: list[dict[str, Any]] = yaml.safe_load((ROOT / "packages.yaml").read_text())[
+        "packages"
+    ]
+    return packages
+
+
+def project_copy(target: Path, packages: object | None = None) -> Path:
+    """A project directory for one run: the program, and `packages` as its `packages.yaml`."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(MAIN, target / MAIN.name)
+    if packages is not None:
+        (target / "packages.yaml").write_text(yaml.safe_dump({"packages": packages}))
+    return target
+
+
+def declared_secret_keys(packages: object) -> list[str]:
+    """The config keys the packages' `secrets` read, in order."""
     keys: list[str] = []
-    packages = config.get("packages")
     for package in packages if isinstance(packages, list) else []:
         secrets = package.get("secrets") if isinstance(package, dict) else None
         for secret in secrets if isinstance(secrets, list) else []:
@@ -139,16 +290,49 @@ def run_program(
     command_stdout: Mapping[str, str] | None = None,
     preview: bool = False,
     raise_errors: bool = True,
-    program: Path = MAIN,
+    program: Path | None = None,
+    packages_in_stack: bool = False,
 ) -> ProgramRun:
     """Evaluate `__main__.py` with `config` (plain values) under fresh mocks.
+
+    The program runs from a project directory of its own, whose `packages.yaml` holds
+    `config["packages"]` (the rest is the stack's config); with `packages_in_stack` they stay in
+    the stack's config instead. `program` runs another program file, from where it lies.
 
     `secrets` are config values set as `pulumi config set --secret` sets them; by default a
     placeholder `test-<key>` for each key the packages' `secrets` read (`{}` for none).
     With `raise_errors=False` an exception is kept in `ProgramRun.error`, beside whatever was
     registered before it (so a test can show that nothing was)."""
     if secrets is None:
-        secrets = {key: f"test-{key}" for key in declared_secret_keys(config)}
+        graph = program.parent / "packages.yaml" if program is not None else None
+        packages = config.get("packages")
+        if packages is None and graph is not None and graph.is_file():
+            try:  # a test of a broken graph file: the program says what is wrong with it
+                document = yaml.safe_load(graph.read_text())
+            except yaml.YAMLError:
+                document = None
+            packages = document.get("packages") if isinstance(document, dict) else None
+        secrets = {key: f"test-{key}" for key in declared_secret_keys(packages)}
+    if program is not None:
+        return _run(program, config, secrets, stack, command_stdout, preview, raise_errors)
+    stack_config = dict(config)
+    packages = None if packages_in_stack else stack_config.pop("packages", None)
+    with tempfile.TemporaryDirectory(prefix="kpt-catalog-project-") as scratch:
+        project = project_copy(Path(scratch), packages)
+        return _run(
+            project / MAIN.name, stack_config, secrets, stack, command_stdout, preview, raise_errors
+        )
+
+
+def _run(
+    program: Path,
+    config: Mapping[str, Any],
+    secrets: Mapping[str, str],
+    stack: str,
+    command_stdout: Mapping[str, str] | None,
+    preview: bool,
+    raise_errors: bool,
+) -> ProgramRun:
     mocks = _Mocks(command_stdout or {})
     monitor = _RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)

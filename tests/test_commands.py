@@ -101,7 +101,9 @@ def _describe(call: dict[str, Any]) -> str:
     return "kubectl " + " ".join(argv[:words])
 
 
-def test_simulated_up_runs_the_seed_sequence(project: Path, catalog: Path, tmp_path: Path) -> None:
+def test_simulated_up_follows_the_documented_order(
+    project: Path, catalog: Path, tmp_path: Path
+) -> None:
     config = {**dev_stack_config(), "catalogDir": str(catalog)}
     run = _run_program(config)
     record = tmp_path / "calls.jsonl"

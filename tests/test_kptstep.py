@@ -692,8 +692,8 @@ def test_status_names_what_is_not_healthy(record, pids, package):
         ),
         (
             "apply",
-            {"KPT_CATALOG_DIR": "catalog/headscale"},
-            "KPT_CATALOG_DIR must be an absolute path, got 'catalog/headscale'",
+            {"KPT_CATALOG_DIR": ""},
+            "KPT_CATALOG_DIR is missing or empty; expected the package directory",
         ),
         (
             "apply",

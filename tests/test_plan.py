@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from components.graph import Graph
 from tests.harness import EXAMPLE_CATALOG, ROOT
-from tools import plan, stackfile
+from tools import plan
 from tools.stackfile import load_stack_config
 
 
-def test_plan_of_the_dev_stack(capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_of_the_dev_stack(capsys: pytest.CaptureFixture[str], stack_project: Path) -> None:
     assert plan.main(["--stack", "dev", "--catalog-dir", str(EXAMPLE_CATALOG)]) == 0
     out = capsys.readouterr().out
     assert "  1. kube-vip\n  2. cilium\n  3. tailscale, envoy-gateway\n  4. headscale\n" in out
@@ -31,11 +31,11 @@ def test_plan_of_the_dev_stack(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_plan_without_the_catalog_still_shows_the_graph(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, stack_project: Path
 ) -> None:
     assert plan.main(["--catalog-dir", str(tmp_path / "absent")]) == 1
     printed = capsys.readouterr()
-    assert "not found here: the graph comes from the stack file alone" in printed.out
+    assert "not found here: the graph alone is shown; no package file was read" in printed.out
     assert "3. tailscale, envoy-gateway" in printed.out
     assert (
         f"catalogDir: {tmp_path}/absent does not exist; expected the catalog's root directory"
@@ -43,27 +43,26 @@ def test_plan_without_the_catalog_still_shows_the_graph(
 
 
 def test_plan_reports_every_problem_at_once_and_still_shows_the_graph(
-    capsys: pytest.CaptureFixture[str], catalog: Path, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], catalog: Path, stack_project: Path
 ) -> None:
     (catalog / "networking/cilium/resourcegroup.yaml").unlink()
     os.mkfifo(catalog / "mesh/headscale/pipe.yaml")
-    values = stackfile.stack_values("dev", {"catalogDir": str(catalog)})
+    graph_file = stack_project / "packages.yaml"
+    graph = yaml.safe_load(graph_file.read_text())
+    headscale = next(p for p in graph["packages"] if p["name"] == "headscale")
+    headscale["waitAfter"][0]["for"] = "rolout"
+    graph_file.write_text(yaml.safe_dump(graph))
+    index = {p["name"]: i for i, p in enumerate(graph["packages"])}
 
-    def with_a_bad_wait(key: str) -> object:
-        value = values(key)
-        if key == "packages" and isinstance(value, list):
-            value = copy.deepcopy(value)
-            value[3]["waitAfter"][0]["for"] = "rolout"
-        return value
-
-    monkeypatch.setattr(stackfile, "stack_values", lambda _stack, _overrides: with_a_bad_wait)
     assert plan.main(["--catalog-dir", str(catalog)]) == 1
     printed = capsys.readouterr()
     assert "kpt-catalog: 3 configuration problem(s):" in printed.err
-    assert "packages[3].waitAfter[0].for: expected one of rollout" in printed.err
-    assert "packages[1].path:" in printed.err and "kpt live init" in printed.err
+    assert f"packages[{index['headscale']}].waitAfter[0].for: expected one of rollout" in (
+        printed.err
+    )
+    assert f"packages[{index['cilium']}].path:" in printed.err and "kpt live init" in printed.err
     assert "pipe.yaml is a FIFO (named pipe), not a file" in printed.err
-    assert "not checked: it has the problems listed: the graph comes from" in printed.out
+    assert "not checked: it has the problems listed: the graph alone is shown" in printed.out
     assert "3. tailscale, envoy-gateway" in printed.out
 
 
@@ -79,7 +78,9 @@ def test_plan_names_a_bad_stack_file(capsys: pytest.CaptureFixture[str]) -> None
     assert "Pulumi.nosuchstack.yaml does not exist" in capsys.readouterr().err
 
 
-def test_plan_reports_catalog_problems(capsys: pytest.CaptureFixture[str], catalog: Path) -> None:
+def test_plan_reports_catalog_problems(
+    capsys: pytest.CaptureFixture[str], catalog: Path, stack_project: Path
+) -> None:
     (catalog / "networking/cilium/resourcegroup.yaml").unlink()
     assert plan.main(["--catalog-dir", str(catalog)]) == 1
     err = capsys.readouterr().err
@@ -94,7 +95,7 @@ def test_readme_graph_is_the_generated_one() -> None:
     )
 
 
-def test_mermaid_has_every_package_wait_and_manifest() -> None:
+def test_mermaid_has_every_package_wait_and_manifest(stack_project: Path) -> None:
     graph = Graph.build(load_stack_config("dev").packages)
     diagram = graph.mermaid()
     for node in (

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness import ProgramRun, Registration, run_program
+from tests.harness import (
+    EXAMPLE_CATALOG,
+    EXAMPLE_PACKAGES,
+    ROOT,
+    TEST_KUBECONFIG,
+    ProgramRun,
+    Registration,
+    project_copy,
+    run_program,
+)
 
 COMMAND = "command:local:Command"
 COMPONENT = "kpt-catalog:index:KptPackage"
@@ -108,7 +121,7 @@ def test_every_urn_of_the_dev_stack_is_pinned(dev_run: ProgramRun) -> None:
     assert sorted(r.urn for r in dev_run.registrations) == sorted(DEV_URNS)
 
 
-def test_deploy_order_follows_the_seed(dev_run: ProgramRun) -> None:
+def test_deploy_order_follows_the_documented_order(dev_run: ProgramRun) -> None:
     after = _needs_graph(dev_run)
     chain = [
         "kube-vip-inventory",
@@ -180,8 +193,9 @@ def test_destroy_order_is_the_reverse_with_the_connector_before_its_operator(
     destroy = [n for n in destroy if n in deletes]
     for index, name in enumerate(destroy):
         assert not any(name in after[later] for later in destroy[index + 1 :]), destroy
-    # The seed's rollback order is what the edges force, step by step.
-    seed_rollback = [
+    # The documented rollback order (the reverse of the deployment order) is what the edges
+    # force, step by step.
+    documented_rollback = [
         "envoy-gateway-inventory",
         "headscale-inventory",
         "tailscale-connector-cluster-subnet-router",
@@ -189,7 +203,7 @@ def test_destroy_order_is_the_reverse_with_the_connector_before_its_operator(
         "cilium-inventory",
         "kube-vip-inventory",
     ]
-    assert sorted(seed_rollback) == sorted(deletes)
+    assert sorted(documented_rollback) == sorted(deletes)
     forced = [
         ("headscale-inventory", "tailscale-connector-cluster-subnet-router"),
         ("tailscale-connector-cluster-subnet-router", "tailscale-inventory"),
@@ -200,8 +214,8 @@ def test_destroy_order_is_the_reverse_with_the_connector_before_its_operator(
     ]
     for first, then in forced:
         assert then in after[first], f"{first} is not deleted before {then}"
-    for index, name in enumerate(seed_rollback):
-        assert not any(name in after[later] for later in seed_rollback[index + 1 :])
+    for index, name in enumerate(documented_rollback):
+        assert not any(name in after[later] for later in documented_rollback[index + 1 :])
     # envoy-gateway and the Tailscale branch are independent: either may go first.
     assert "envoy-gateway-inventory" not in after["headscale-inventory"]
     assert "headscale-inventory" not in after["envoy-gateway-inventory"]
@@ -337,3 +351,137 @@ def test_dev_stack_config_is_not_mutated_by_runs(dev_config: dict[str, Any]) -> 
     snapshot = copy.deepcopy(dev_config)
     run_program(dev_config)
     assert dev_config == snapshot
+
+
+def _package_files(catalog: Path, config: dict[str, Any]) -> list[tuple[str, Path]]:
+    return [
+        (package["name"], file)
+        for package in config["packages"]
+        for file in sorted((catalog / package["path"]).rglob("*"))
+        if file.is_file()
+    ]
+
+
+def test_any_file_of_a_package_changes_its_digest_and_no_other(
+    dev_config: dict[str, Any], catalog: Path
+) -> None:
+    nested = catalog / "mesh" / "headscale" / "extra" / "settings.yaml"
+    nested.parent.mkdir()
+    nested.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: headscale-extra\n"
+        "  namespace: headscale\ndata:\n  level: info\n"
+    )
+    before = run_program(dev_config).outputs["digests"]
+    files = _package_files(catalog, dev_config)
+    names = {file.name for _package, file in files}
+    assert {"Kptfile", "00-namespace.yaml", "resourcegroup.yaml", "settings.yaml"} <= names
+    for package, file in files:
+        original = file.read_bytes()
+        file.write_bytes(original + b"\n# edited\n")
+        try:
+            after = run_program(dev_config).outputs["digests"]
+        finally:
+            file.write_bytes(original)
+        changed = {name for name in before if after[name] != before[name]}
+        assert changed == {package}, f"{file.relative_to(catalog)} changed {changed}"
+    assert run_program(dev_config).outputs["digests"] == before
+
+
+def _checkout(root: Path, packages: list[dict[str, Any]]) -> Path:
+    """A checkout of the project at `root`: the program, its graph and its catalog."""
+    project = project_copy(root / "kpt-catalog", packages)
+    shutil.copytree(EXAMPLE_CATALOG, project / "examples" / "catalog")
+    return project
+
+
+def test_two_checkouts_store_the_same_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / ".kube").mkdir(parents=True)
+    (home / ".kube" / "config").write_text(TEST_KUBECONFIG.read_text())
+    monkeypatch.setenv("HOME", str(home))
+    stack = {"catalogDir": "examples/catalog", "context": "default"}
+    runs = [
+        run_program(stack, program=_checkout(tmp_path / where, EXAMPLE_PACKAGES) / "__main__.py")
+        for where in ("alice", "ci/runner/work")
+    ]
+
+    def stored(run: ProgramRun) -> list[tuple[str, str]]:
+        return sorted((r.urn, json.dumps(r.inputs, sort_keys=True)) for r in run.registrations)
+
+    assert stored(runs[0]) == stored(runs[1])
+    environment = runs[0].by_name("headscale-apply").inputs["environment"]
+    assert environment["KPT_CATALOG_DIR"] == "examples/catalog/mesh/headscale"
+    assert environment["KPT_CATALOG_KUBECONFIG"] == "~/.kube/config"
+    assert environment["KPT_CATALOG_CONTEXT"] == "default"
+    provider = runs[0].by_name("kubernetes").inputs
+    assert (provider["kubeconfig"], provider["context"]) == ("~/.kube/config", "default")
+
+
+def test_the_step_reads_paths_as_written_from_the_project_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / "clusters").mkdir(parents=True)
+    (home / "clusters" / "rke2.yaml").write_text(TEST_KUBECONFIG.read_text())
+    monkeypatch.setenv("HOME", str(home))
+    project = _checkout(tmp_path, EXAMPLE_PACKAGES)
+    shutil.copytree(ROOT / "components", project / "components")
+    stack = {
+        "catalogDir": "examples/catalog",
+        "kubeconfig": "~/clusters/rke2.yaml",
+        "context": "default",
+    }
+    apply = run_program(stack, program=project / "__main__.py").by_name("headscale-apply")
+    record = tmp_path / "calls.jsonl"
+    step = subprocess.run(
+        ["/bin/sh", "-c", apply.inputs["create"]],
+        cwd=project,
+        env={
+            "PATH": f"{ROOT / 'tests' / 'fakebin'}{os.pathsep}{os.environ['PATH']}",
+            "HOME": str(home),
+            "FAKE_RECORD": str(record),
+            **apply.inputs["environment"],
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert step.returncode == 0, step.stderr
+    kpt_apply = next(
+        json.loads(line)["argv"]
+        for line in record.read_text().splitlines()
+        if json.loads(line)["argv"][:2] == ["live", "apply"]
+    )
+    assert kpt_apply[2] == str(project / "examples" / "catalog" / "mesh" / "headscale")
+    assert kpt_apply[kpt_apply.index("--kubeconfig") + 1] == str(home / "clusters" / "rke2.yaml")
+    assert kpt_apply[kpt_apply.index("--context") + 1] == "default"
+
+
+def test_a_renamed_package_keeps_every_urn_through_aliases(dev_config: dict[str, Any]) -> None:
+    tailscale = next(p for p in dev_config["packages"] if p["name"] == "tailscale")
+    tailscale.update(name="tailscale-operator", formerNames=["tailscale"])
+    headscale = next(p for p in dev_config["packages"] if p["name"] == "headscale")
+    headscale["needs"] = ["tailscale-operator", "cilium"]
+    run = run_program(dev_config)
+
+    renamed = [r for r in run.registrations if r.name.startswith("tailscale-operator")]
+    assert sorted(r.name for r in renamed) == [
+        "tailscale-operator",
+        "tailscale-operator-apply",
+        "tailscale-operator-connector-cluster-subnet-router",
+        "tailscale-operator-inventory",
+        "tailscale-operator-restart",
+        "tailscale-operator-secret-operator-oauth",
+        "tailscale-operator-wait-after",
+        "tailscale-operator-wait-namespace",
+    ]
+    # Each resource of the renamed package names the URN it had: the engine then finds it in
+    # state, and the rename deletes and creates nothing.
+    for registration in renamed:
+        assert len(registration.aliases) == 1, registration.name
+        assert registration.aliases[0] in DEV_URNS, registration.aliases
+    others = [r for r in run.registrations if r not in renamed]
+    assert all(r.aliases == () for r in others)
+    assert sorted([*(r.urn for r in others), *(r.aliases[0] for r in renamed)]) == sorted(DEV_URNS)

@@ -452,9 +452,9 @@ REFUSING_KUBECONFIG = """\
 apiVersion: v1
 kind: Config
 clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
+contexts: [{name: test, context: {cluster: c, user: u}}]
 users: [{name: u, user: {token: not-a-credential}}]
-current-context: c
+current-context: test
 """
 
 
@@ -495,6 +495,18 @@ def _step(
     return result, calls
 
 
+def _cluster_flags(registration: Registration) -> list[str]:
+    """The stack's kubeconfig and context, as every step hands them to kubectl."""
+    environment = registration.inputs["environment"]
+    environment = environment["value"] if _is_secret(environment) else environment
+    return [
+        "--kubeconfig",
+        environment["KPT_CATALOG_KUBECONFIG"],
+        "--context",
+        environment["KPT_CATALOG_CONTEXT"],
+    ]
+
+
 def test_the_restart_restarts_each_workload_then_waits_for_its_rollout(
     run: ProgramRun, tmp_path: Path
 ) -> None:
@@ -503,8 +515,9 @@ def test_the_restart_restarts_each_workload_then_waits_for_its_rollout(
     result, calls = _step(tmp_path, restart, restart.inputs["update"])
 
     assert result.returncode == 0, result.stderr
+    cluster = _cluster_flags(restart)
     assert calls == [
-        ["rollout", "restart", "deployment/operator", "-n", "tailscale-system"],
+        ["rollout", "restart", "deployment/operator", "-n", "tailscale-system", *cluster],
         [
             "rollout",
             "status",
@@ -512,6 +525,7 @@ def test_the_restart_restarts_each_workload_then_waits_for_its_rollout(
             "--timeout=180s",
             "-n",
             "tailscale-system",
+            *cluster,
         ],
     ]
     assert json.loads(result.stdout.splitlines()[-1].partition(": ")[2]) == {
@@ -583,7 +597,13 @@ def test_the_namespace_gate_waits_for_kpt_to_create_the_namespace(
 
     assert result.returncode == 0, result.stderr
     assert calls == [
-        ["wait", "namespace/tailscale-system", "--for=create", f"--timeout={12 * 60}s"]
+        [
+            "wait",
+            "namespace/tailscale-system",
+            "--for=create",
+            f"--timeout={12 * 60}s",
+            *_cluster_flags(gate),
+        ]
     ]
 
 

@@ -15,7 +15,7 @@ FAKEBIN = ROOT / "tests" / "fakebin"
 
 
 @pytest.fixture
-def fake_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def fake_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stack_project: Path) -> Path:
     record = tmp_path / "calls.jsonl"
     monkeypatch.setenv("PATH", f"{FAKEBIN}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_RECORD", str(record))

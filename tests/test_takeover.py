@@ -109,9 +109,9 @@ REFUSING_KUBECONFIG = """\
 apiVersion: v1
 kind: Config
 clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
+contexts: [{name: test, context: {cluster: c, user: u}}]
 users: [{name: u, user: {token: not-a-credential}}]
-current-context: c
+current-context: test
 """
 
 

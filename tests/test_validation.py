@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,13 @@ from typing import Any
 import pytest
 
 from components.config import ConfigError
-from tests.harness import run_program
+from tests.harness import (
+    EXAMPLE_CATALOG,
+    TEST_KUBECONFIG,
+    project_copy,
+    run_program,
+    shipped_graph,
+)
 
 Mutation = Callable[[dict[str, Any], Path], object]  # tuple-lambdas do several edits
 
@@ -145,6 +152,48 @@ CASES: dict[str, tuple[Mutation, list[str]]] = {
         lambda c, cat: c.update(kubeconfig=str(cat / "no-such-kubeconfig")),
         ["kubeconfig:", "no-such-kubeconfig does not exist"],
     ),
+    "unknown top-level key, case slip": (
+        lambda c, cat: c.update(kubeConfig="/etc/rancher/rke2/rke2.yaml"),
+        ["kpt-catalog:kubeConfig: unknown key; did you mean kpt-catalog:kubeconfig?"],
+    ),
+    "unknown top-level key, typo": (
+        lambda c, cat: c.update(catalogdir=str(cat)),
+        ["kpt-catalog:catalogdir: unknown key; did you mean kpt-catalog:catalogDir?"],
+    ),
+    "unknown top-level key, nothing near": (
+        lambda c, cat: c.update(colour="blue"),
+        ["kpt-catalog:colour: unknown key; the keys are catalogDir, kubeconfig, context"],
+    ),
+    "context missing": (
+        lambda c, cat: c.pop("context"),
+        [
+            "context: is required",
+            "`kubectl config get-contexts -o name`",
+            "pulumi config set kpt-catalog:context",
+        ],
+    ),
+    "context empty": (
+        lambda c, cat: c.update(context=" "),
+        ["context: is required", "kubectl config get-contexts -o name"],
+    ),
+    "former name is a current package": (
+        lambda c, cat: _package(c, "headscale").update(formerNames=["cilium"]),
+        [
+            "packages[3].formerNames:",
+            "'cilium' is the name of a current package (packages[1])",
+        ],
+    ),
+    "former name claimed twice": (
+        lambda c, cat: (
+            _package(c, "headscale").update(formerNames=["hs"]),
+            _package(c, "envoy-gateway").update(formerNames=["hs"]),
+        ),
+        ["packages[4].formerNames:", "'hs' is also a former name of packages[3]"],
+    ),
+    "former name not a DNS label": (
+        lambda c, cat: _package(c, "headscale").update(formerNames=["Head_Scale"]),
+        ["packages[3].formerNames[0]:", "expected a former package name (a DNS label)"],
+    ),
     "packages not a list": (
         lambda c, cat: c.update(packages="kube-vip,cilium"),
         ["packages: expected a list"],
@@ -229,3 +278,66 @@ def test_inventory_namespace_not_created_is_a_warning(
         and "must exist before the apply" in record.getMessage()
         for record in caplog.records
     ), [r.getMessage() for r in caplog.records]
+
+
+def test_a_stacks_own_packages_win_over_the_graph_file_with_a_warning(
+    dev_config: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    project = project_copy(tmp_path / "project", [{"name": "only", "path": "nowhere"}])
+    run = run_program(dev_config, program=project / "__main__.py")
+    assert run.outputs["deployOrder"] == [
+        "kube-vip",
+        "cilium",
+        "tailscale",
+        "headscale",
+        "envoy-gateway",
+    ]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(
+        "kpt-catalog:packages in Pulumi.dev.yaml wins over packages.yaml" in w
+        and str(project / "packages.yaml") in w
+        for w in warnings
+    ), warnings
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("packages: [\n", "packages.yaml: cannot be read as YAML"),
+        ("- name: a\n", "packages.yaml: expected a mapping with the key packages"),
+        ("packages: []\ncontext: default\n", "packages.yaml: unknown key(s) context"),
+        (
+            None,
+            "packages: is required: a list of {name, path, needs, ...} objects in packages.yaml",
+        ),
+    ],
+)
+def test_a_graph_file_that_cannot_be_used_is_named(
+    text: str | None, expected: str, dev_config: dict[str, Any], tmp_path: Path
+) -> None:
+    project = project_copy(tmp_path / "project")
+    if text is not None:
+        (project / "packages.yaml").write_text(text)
+    del dev_config["packages"]
+    run = run_program(dev_config, program=project / "__main__.py", raise_errors=False)
+    assert isinstance(run.error, ConfigError), run.error
+    assert expected in str(run.error)
+    assert run.registrations == []
+
+
+def test_the_shipped_graph_deploys_the_example_catalog() -> None:
+    """The one test of the shipped packages.yaml: it must fit examples/catalog."""
+    stack = {"catalogDir": str(EXAMPLE_CATALOG), "kubeconfig": str(TEST_KUBECONFIG)}
+    run = run_program({**stack, "context": "test", "packages": shipped_graph()})
+    assert set(run.outputs["deployOrder"]) == {p["name"] for p in shipped_graph()}
+
+
+def test_a_misspelt_key_from_the_cli_is_named(
+    dev_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `pulumi up` hands the program its config as the JSON of PULUMI_CONFIG.
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"kpt-catalog:Context": "default"}))
+    run = run_program(dev_config, raise_errors=False)
+    assert isinstance(run.error, ConfigError), run.error
+    assert "kpt-catalog:Context: unknown key; did you mean kpt-catalog:context?" in str(run.error)
+    assert run.registrations == []

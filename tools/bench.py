@@ -163,7 +163,9 @@ def _generated_stack(root: Path, count: int, *, chain: bool) -> dict[str, object
                 ],
             }
         )
-    return {"catalogDir": str(root), "packages": packages}
+    # The program requires a context and an existing kubeconfig: the tests' stand-in has both.
+    cluster = {"context": "test", "kubeconfig": str(ROOT / "tests" / "data" / "kubeconfig.yaml")}
+    return {"catalogDir": str(root), "packages": packages, **cluster}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,7 +30,7 @@ def render_plan(
     lines = [f"Catalog: {config.catalog_dir}"]
     if catalog is None:
         why = unchecked or "not found here"
-        lines.append(f"  ({why}: the graph comes from the stack file alone)")
+        lines.append(f"  ({why}: the graph alone is shown; no package file was read)")
     lines += ["", "Deploy waves (the packages of one wave run side by side):"]
     for number, wave in enumerate(graph.waves(), start=1):
         lines.append(f"  {number}. {', '.join(wave)}")

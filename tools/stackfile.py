@@ -1,33 +1,46 @@
 """Reading a stack's configuration straight from `Pulumi.<stack>.yaml`, without the Pulumi CLI.
 
 `make plan` and `make status` use this; the program itself reads the same keys through
-`pulumi.Config`, and both end in `components.catalog.load`, so they cannot disagree.
+`pulumi.Config`, and both take the graph from `packages.yaml` through
+`components.config.graph_and_stack` and end in `components.catalog.load`, so they cannot disagree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from components.catalog import Catalog, load
-from components.config import CatalogConfig, ConfigError, parse_config
+from components.catalog import Catalog, load_catalog
+from components.config import CatalogConfig, ConfigError, graph_and_stack, parse_config
 
-__all__ = ["ROOT", "load_stack_catalog", "load_stack_config", "stack_values"]
+__all__ = [
+    "ROOT",
+    "load_stack_catalog",
+    "load_stack_config",
+    "stack_config_values",
+    "stack_values",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "kpt-catalog:"
 
 
-def stack_values(stack: str, overrides: dict[str, Any] | None = None) -> Callable[[str], object]:
-    """A `get` over the stack file's `kpt-catalog:` keys (project defaults underneath)."""
-    stack_file = ROOT / f"Pulumi.{stack}.yaml"
+def stack_config_values(
+    stack: str, overrides: dict[str, Any] | None = None, *, root: Path | None = None
+) -> tuple[dict[str, object], tuple[str, ...]]:
+    """The stack file's `kpt-catalog:` keys (project defaults underneath, `overrides` on top)
+    with the graph from `packages.yaml`, and the warnings of reading them. `root` is the project
+    directory (this checkout's by default)."""
+    root = ROOT if root is None else root
+    stack_file = root / f"Pulumi.{stack}.yaml"
     if not stack_file.is_file():
         raise ConfigError([f"stack: {stack_file} does not exist; expected Pulumi.{stack}.yaml"])
     values: dict[str, object] = {}
-    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text()) or {}
+    project = yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}
     for key, spec in (project.get("config") or {}).items():
         if key.startswith(NAMESPACE) and isinstance(spec, dict) and "default" in spec:
             values[key.removeprefix(NAMESPACE)] = spec["default"]
@@ -39,14 +52,27 @@ def stack_values(stack: str, overrides: dict[str, Any] | None = None) -> Callabl
         if key.startswith(NAMESPACE):
             values[key.removeprefix(NAMESPACE)] = value
     values.update(overrides or {})
-    return values.get
+    return graph_and_stack(values, project_dir=root, stack_file=stack_file.name)
+
+
+def stack_values(stack: str, overrides: dict[str, Any] | None = None) -> Callable[[str], object]:
+    """A `get` over the values `stack_config_values` returns."""
+    return stack_config_values(stack, overrides)[0].get
 
 
 def load_stack_config(stack: str, overrides: dict[str, Any] | None = None) -> CatalogConfig:
     """The stack's validated config (graph checks included, catalog files not read)."""
-    return parse_config(stack_values(stack, overrides), stack=stack, base_dir=ROOT)
+    values, _warnings = stack_config_values(stack, overrides)
+    return parse_config(values, stack=stack, base_dir=ROOT, kubeconfig_required=False)
 
 
 def load_stack_catalog(stack: str, overrides: dict[str, Any] | None = None) -> Catalog:
-    """The stack's catalog, read and checked exactly as `pulumi preview` does."""
-    return load(stack_values(stack, overrides), stack=stack, base_dir=ROOT)
+    """The stack's catalog, read and checked exactly as `pulumi preview` does, except that a
+    kubeconfig missing on this machine is a warning: these views may run away from the cluster."""
+    values, warnings = stack_config_values(stack, overrides)
+    try:
+        config = parse_config(values, stack=stack, base_dir=ROOT, kubeconfig_required=False)
+    except ConfigError as error:
+        return load_catalog(error)
+    catalog = load_catalog(config)
+    return replace(catalog, warnings=(*warnings, *catalog.warnings))

@@ -1,4 +1,4 @@
-"""`make status`: the seed's verification for every package, in deploy order, without Pulumi.
+"""`make status`: the documented checks of every package, in deploy order, without Pulumi.
 
 For each package: `kpt live status` until every object is Current (within its reconcile timeout),
 then its `waitBefore` and `waitAfter` gates and a wait for each native object's `waitFor`

@@ -229,17 +229,18 @@ def seconds(env: Mapping[str, str], name: str) -> int:
 
 
 def path_variable(env: Mapping[str, str], name: str) -> str:
-    """How every path variable (``KPT_CATALOG_DIR``, ``KPT_CATALOG_KUBECONFIG``) is read."""
-    return env.get(name, "")
+    """How every path variable (``KPT_CATALOG_DIR``, ``KPT_CATALOG_KUBECONFIG``) is read: as
+    written in the stack (``~/...``, relative or absolute), resolved on this machine: ``~``
+    expanded, a relative path taken from the working directory, which is the project directory
+    (Pulumi runs every Command there, and so does ``make status``). Empty stays empty."""
+    value = env.get(name, "")
+    return str(Path(value).expanduser().absolute()) if value else ""
 
 
 def absolute_dir(env: Mapping[str, str]) -> str:
-    """``KPT_CATALOG_DIR``, which must be an absolute path."""
-    require(env, ENV_DIR, "the absolute path of the package directory")
-    value = path_variable(env, ENV_DIR)
-    if not Path(value).is_absolute():
-        raise EnvError(f"{ENV_DIR} must be an absolute path, got {value!r}")
-    return value
+    """``KPT_CATALOG_DIR``, resolved to an absolute path."""
+    require(env, ENV_DIR, "the package directory")
+    return path_variable(env, ENV_DIR)
 
 
 def cluster(env: Mapping[str, str]) -> Cluster:

@@ -14,6 +14,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from tests.harness import TEST_CONTEXT, TEST_KUBECONFIG
+
 __all__ = [
     "CONNECTOR_CRD",
     "CONNECTOR_FINALIZER",
@@ -128,17 +130,19 @@ PACKAGES: list[dict[str, Any]] = [
 ]
 
 
-def e2e_config(catalog_dir: Path, *, kubeconfig: str = "", context: str = "") -> dict[str, Any]:
+def e2e_config(
+    catalog_dir: Path, *, kubeconfig: str | None = None, context: str | None = None
+) -> dict[str, Any]:
     """The e2e stack's `kpt-catalog:` values (keys without the namespace), plain values.
 
     `catalog_dir` is a copy of `E2E_CATALOG` (the test edits a file of it); `kubeconfig` and
-    `context` pin the cluster for kpt, kubectl and the provider alike when given."""
+    `context` pin the cluster for kpt, kubectl and the provider alike; `kubeconfig=""` leaves the
+    program's default (`~/.kube/config`). Not given (offline), they are the tests' stand-ins."""
     config: dict[str, Any] = {
         "catalogDir": str(catalog_dir),
         "packages": copy.deepcopy(PACKAGES),
+        "context": TEST_CONTEXT if context is None else context,
     }
-    if kubeconfig:
-        config["kubeconfig"] = kubeconfig
-    if context:
-        config["context"] = context
+    if kubeconfig is None or kubeconfig:
+        config["kubeconfig"] = str(TEST_KUBECONFIG) if kubeconfig is None else kubeconfig
     return config

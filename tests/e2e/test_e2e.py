@@ -382,7 +382,7 @@ def test_1_preview_on_an_empty_cluster_plans_every_resource(e2e: E2E) -> None:
         assert e2e.resources() <= timeline.names("create", PRE), timeline.describe()
 
 
-def test_2_up_deploys_in_the_seed_order(e2e: E2E) -> None:
+def test_2_up_deploys_in_the_documented_order(e2e: E2E) -> None:
     with e2e.step("up"):
         timeline = Timeline()
         result = e2e.stack.up(on_event=timeline.record, on_output=print, color="never")
@@ -390,7 +390,7 @@ def test_2_up_deploys_in_the_seed_order(e2e: E2E) -> None:
         assert set(op_counts(result.summary.resource_changes)) == {"create"}
         assert e2e.resources() <= timeline.names("create"), timeline.describe()
 
-        # The seed's order: each package only once everything it needs is deployed and checked.
+        # The documented order: each package only once everything it needs is deployed and checked.
         timeline.assert_before("kube-vip-apply", "cilium-apply", CREATE)
         timeline.assert_before("kube-vip-wait-after", "cilium-wait-before", CREATE)
         timeline.assert_before("cilium-apply", "tailscale-apply", CREATE)
