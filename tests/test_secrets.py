@@ -16,7 +16,9 @@ import pytest
 
 from components.config import ConfigError, SecretSpec, parse_config, secret_config_keys
 from components.secrets import Workload, mounting_workloads
+from tests import test_make
 from tests.harness import ROOT, ProgramRun, Registration, run_program
+from tests.test_make import Sandbox
 
 SECRET_TYPE = "kubernetes:core/v1:Secret"  # noqa: S105 - a type token, not a password
 SECRET = "tailscale-secret-operator-oauth"  # noqa: S105 - a resource name
@@ -250,6 +252,19 @@ def test_every_missing_value_is_reported_at_once(dev_config: dict[str, Any]) -> 
         "tailscaleOauthClientId",
         "tailscaleOauthClientSecret",
     ]
+
+
+def test_the_secrets_config_keys_are_known_stack_keys_and_others_are_not(
+    dev_config: dict[str, Any],
+) -> None:
+    """A stack holding the declared keys passes the unknown-keys check (the dev run above); a
+    secret key no package reads is named like any misspelt key."""
+    run = _refused(dev_config, {**VALUES, "tailscaleOauthClientSecrett": "typo"})
+
+    assert run.error is not None
+    (problem,) = run.error.problems  # type: ignore[attr-defined]
+    assert problem.startswith("kpt-catalog:tailscaleOauthClientSecrett: unknown key;")
+    assert "typo" not in problem
 
 
 # --- the graph's `secrets:` ----------------------------------------------------------------------
@@ -630,3 +645,44 @@ def test_the_real_kubectl_accepts_what_the_gate_and_the_restart_run(
         assert "127.0.0.1:1 was refused" in result.stderr, result.stderr
         assert "unrecognized" not in result.stderr
         assert "unknown" not in result.stderr
+
+
+# --- the passphrase: a stack holding these keys never gets the empty one ------------------------
+
+# `Pulumi.dev.yaml` as `pulumi config set --secret kpt-catalog:<key>` leaves it on a file backend.
+sandbox = test_make.sandbox  # the wrapper's sandbox: Makefile, tools/ and a stand-in pulumi
+
+STACK_FILE_WITH_CREDENTIALS = """\
+encryptionsalt: v1:4q1tYw==:v1:uCw0sBX3mDtTg8Xr:D8oBfVQq6h0sWkqJf0s6aQ==
+config:
+  kpt-catalog:context: default
+  kpt-catalog:kubeconfig: /etc/rancher/rke2/rke2.yaml
+  kpt-catalog:tailscaleOauthClientId:
+    secure: v1:Zm9vYmFyYmF6:cXV4
+  kpt-catalog:tailscaleOauthClientSecret:
+    secure: v1:YmF6cXV4Zm9v:Y29yZ2U=
+"""
+
+
+def test_a_stack_holding_the_credentials_never_runs_with_an_empty_passphrase(
+    sandbox: Sandbox,
+) -> None:
+    (sandbox.project / "Pulumi.dev.yaml").write_text(STACK_FILE_WITH_CREDENTIALS)
+
+    result = sandbox.wrapper("up")
+
+    assert result.returncode == 1
+    assert [call["argv"][0] for call in sandbox.calls()] == ["whoami"]  # never `up`
+    assert "stack dev holds secrets, so it needs its passphrase:" in result.stderr
+    assert "Pulumi.dev.yaml: a `secure:` value" in result.stderr
+    assert "holds no secrets" not in result.stderr
+
+
+def test_with_its_passphrase_the_stack_holding_the_credentials_deploys(sandbox: Sandbox) -> None:
+    (sandbox.project / "Pulumi.dev.yaml").write_text(STACK_FILE_WITH_CREDENTIALS)
+
+    result = sandbox.wrapper("up", env={"PULUMI_CONFIG_PASSPHRASE": "correct horse"})
+
+    assert result.returncode == 0, result.stderr
+    assert sandbox.calls()[-1]["argv"][:1] == ["up"]
+    assert sandbox.calls()[-1]["passphrase"] == "correct horse"  # noqa: S105 - made up
