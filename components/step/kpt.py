@@ -151,6 +151,8 @@ def apply(
         f"--reconcile-timeout={reconcile}s",
         f"--prune-timeout={reconcile}s",
         *(["--server-side"] if server_side else []),
+        # `adopt` is cli-utils' AdoptIfNoInventory: objects of another inventory are still
+        # refused (kpt pkg/live flagutils, ConvertInventoryPolicy).
         *([f"--inventory-policy={inventory_policy}"] if inventory_policy != "strict" else []),
         *cluster.flags(),
     ]
