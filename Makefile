@@ -9,6 +9,12 @@ PULUMI_ARGS ?=
 PYTHON ?= python3
 # Read the catalog from here instead of the stack's catalogDir (make plan only).
 CATALOG_DIR ?=
+# make status / make diff: the bound on the whole run, packages checked at once, one package only.
+TIMEOUT ?= 5m
+JOBS ?= 8
+PACKAGE ?=
+# make preview: DRIFT=1 shows the objects of every package, not only of those the preview changes.
+DRIFT ?=
 
 # Pulumi.yaml names this virtualenv (`virtualenv: venv`), so Pulumi runs the program in it too.
 VENV := venv
@@ -19,7 +25,7 @@ PULUMI_STACK := sh tools/pulumi-stack.sh
 export STACK
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up preview destroy destroy-all test lint plan plan-readme status bench e2e clean
+.PHONY: help venv up preview destroy destroy-all test lint plan plan-readme status diff bench e2e clean
 
 help: ## List these targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z0-9-]*:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -35,8 +41,11 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt
 up: venv ## Deploy the catalog to stack STACK (asks first; PULUMI_ARGS=--yes skips that)
 	$(PULUMI_STACK) up $(PULUMI_ARGS)
 
-preview: venv ## Show what `make up` would change, as a diff
+# The second preview only tells which packages change; their objects are then diffed against the
+# cluster (tools/diff.py says so when pulumi failed and printed no JSON).
+preview: venv ## Show what `make up` would change: Pulumi's diff, then each changing package's objects (DRIFT=1: all)
 	$(PULUMI_STACK) preview --diff $(PULUMI_ARGS)
+	$(PULUMI_STACK) preview --json $(PULUMI_ARGS) | $(VENV)/bin/python -m tools.diff --stack $(STACK) --after-preview - $(if $(DRIFT),--drift)
 
 # kube-vip is protected: it is removed only when the whole cluster goes (destroy-all).
 destroy: venv ## Roll the catalog back in reverse order, keeping protected packages (kube-vip)
@@ -66,8 +75,11 @@ plan: venv ## Print the deploy and rollback order of stack STACK (CATALOG_DIR=..
 plan-readme: venv ## Regenerate the README's graph from packages.yaml
 	$(VENV)/bin/python -m tools.plan --stack dev --write-readme
 
-status: venv ## Show each package of stack STACK as deployed on the cluster
-	$(VENV)/bin/python -m tools.status --stack $(STACK) $(if $(CATALOG_DIR),--catalog-dir '$(CATALOG_DIR)')
+status: venv ## Check each package's health on the cluster (exit 0 healthy, 1 unhealthy, 2 config, 3 unreachable)
+	$(VENV)/bin/python -m tools.status --stack $(STACK) --timeout $(TIMEOUT) --jobs $(JOBS) $(if $(CATALOG_DIR),--catalog-dir '$(CATALOG_DIR)')
+
+diff: venv ## Each package's objects against the cluster: changes, creates, prunes (exit 0 in sync, 1 differ, 2 error)
+	$(VENV)/bin/python -m tools.diff --stack $(STACK) --timeout $(TIMEOUT) --jobs $(JOBS) $(if $(CATALOG_DIR),--catalog-dir '$(CATALOG_DIR)') $(if $(PACKAGE),--package '$(PACKAGE)')
 
 bench: venv ## Run the benchmarks
 	$(VENV)/bin/python -m tools.bench

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.harness import EXAMPLE_CATALOG, ROOT
-from tools import status
+from tests.harness import EXAMPLE_CATALOG, ROOT, TEST_CONTEXT, TEST_KUBECONFIG
+from tools import clusterops, stackfile, status
 
 FAKEBIN = ROOT / "tests" / "fakebin"
 
@@ -25,6 +28,9 @@ def fake_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stack_project:
 def test_all_healthy(fake_cluster: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert status.main(["--catalog-dir", str(EXAMPLE_CATALOG)]) == 0
     out = capsys.readouterr().out.splitlines()
+    # which cluster comes first; the packages follow in deploy order although checked at once
+    assert out[0] == (f"stack dev: kubeconfig {TEST_KUBECONFIG}, context {TEST_CONTEXT}")
+    out = out[1:]
     assert [line.split()[0] for line in out[:5]] == [
         "kube-vip",
         "cilium",
@@ -35,6 +41,11 @@ def test_all_healthy(fake_cluster: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert all("healthy:" in line for line in out[:5])
     assert out[-1] == "5 of 5 package(s) healthy"
     calls = [json.loads(line)["argv"] for line in fake_cluster.read_text().splitlines()]
+    # the cluster is asked whether it answers before any package is checked
+    assert calls[0] == [
+        *("--kubeconfig", str(TEST_KUBECONFIG), "--context", TEST_CONTEXT),
+        *("get", "--raw", "/readyz", "--request-timeout=15s"),
+    ]
     # status never changes anything: no apply, no destroy
     assert not [c for c in calls if c[:2] in (["live", "apply"], ["live", "destroy"])]
     # the native Connector is checked for its waitFor condition
@@ -81,3 +92,123 @@ def test_bad_catalog_is_reported_before_any_call(
     assert status.main(["--catalog-dir", str(tmp_path / "none")]) == 2
     assert "catalogDir:" in capsys.readouterr().err
     assert not fake_cluster.exists()
+
+
+def test_an_unreachable_cluster_is_said_once_with_its_own_exit_status(
+    fake_cluster: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", "unreachable")
+    stack = _stack_with_cluster(tmp_path, monkeypatch, kubeconfig="~/.kube/rke2.yaml")
+    assert status.main(["--stack", stack, "--catalog-dir", str(EXAMPLE_CATALOG)]) == 3
+    out = capsys.readouterr().out.splitlines()
+    kubeconfig = str(Path("~/.kube/rke2.yaml").expanduser())
+    assert out == [
+        f"stack {stack}: kubeconfig {kubeconfig}, context rke2-lab",
+        f"cluster unreachable (kubeconfig {kubeconfig}, context rke2-lab): "
+        "The connection to the server 10.80.15.1:6443 was refused - "
+        "did you specify the right host or port?",
+    ]
+    calls = [json.loads(line) for line in fake_cluster.read_text().splitlines()]
+    assert [c["argv"] for c in calls] == [
+        [
+            "--kubeconfig",
+            kubeconfig,
+            "--context",
+            "rke2-lab",
+            "get",
+            "--raw",
+            "/readyz",
+            "--request-timeout=15s",
+        ]
+    ]
+
+
+def test_the_whole_run_is_bounded_and_nothing_outlives_it(
+    fake_cluster: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("FAKE_PIDS", str(pids))
+    monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", "hang")
+    started = time.monotonic()
+    code = status.main(["--catalog-dir", str(EXAMPLE_CATALOG), "--timeout", "3s"])
+    elapsed = time.monotonic() - started
+    out = capsys.readouterr().out
+    assert code == 1
+    # every package is stuck in a wait; they ran side by side, so one bound covers them all
+    assert elapsed < 3 + clusterops.KILL_GRACE_SECONDS + 4, elapsed
+    assert out.count("NOT CHECKED (stopped at TIMEOUT=3s)") == 5
+    assert "0 of 5 package(s) healthy" in out
+    time.sleep(0.5)
+    survivors = [pid for pid in pids.read_text().split() if _alive(int(pid))]
+    assert survivors == []
+
+
+def test_packages_are_checked_side_by_side(
+    fake_cluster: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each kubectl call takes 1 s: waits of different packages overlap, those of one cannot
+    monkeypatch.setenv("FAKE_KUBECTL_DELAY", "1")
+    assert status.main(["--catalog-dir", str(EXAMPLE_CATALOG)]) == 0
+    calls = [json.loads(line) for line in fake_cluster.read_text().splitlines()]
+    waits = sorted(c["time"] for c in calls if c["tool"] == "kubectl" and c["argv"][0] == "wait")
+    overlapping = max(sum(1 for other in waits if start <= other < start + 0.5) for start in waits)
+    assert overlapping >= 3, waits
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timeout", "soon"], "TIMEOUT: 'soon' is not a duration such as 90s, 3m or 1h30m"),
+        (["--jobs", "0"], "JOBS: '0' is not a whole number of at least 1"),
+    ],
+)
+def test_bad_bounds_are_configuration_errors(
+    fake_cluster: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert status.main(["--catalog-dir", str(EXAMPLE_CATALOG), *args]) == 2
+    assert capsys.readouterr().err.strip() == message
+    assert not fake_cluster.exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie waiting for its parent is dead
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def _stack_with_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, kubeconfig: str) -> str:
+    """A stack file like dev's, naming a kubeconfig (made in a private HOME) and a context;
+    returns its stack name."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    target = Path(kubeconfig).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("apiVersion: v1\nkind: Config\n")
+    stack = f"test-{tmp_path.name}"
+    project = stackfile.ROOT  # the tests' own project (the stack_project fixture)
+    document = yaml.safe_load((project / "Pulumi.dev.yaml").read_text())
+    document["config"]["kpt-catalog:kubeconfig"] = kubeconfig
+    document["config"]["kpt-catalog:context"] = "rke2-lab"
+    stack_file = project / f"Pulumi.{stack}.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+    request_cleanup.append(stack_file)
+    return stack
+
+
+request_cleanup: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_stack_files() -> Iterator[None]:
+    yield
+    while request_cleanup:
+        request_cleanup.pop().unlink(missing_ok=True)

@@ -9,6 +9,9 @@
 3. Evaluation with 5, 50 and 500 generated packages, flat and deep graphs: it should grow
    linearly. Beside each, the time this project's own code takes to load and check the catalog
    (the rest is the Pulumi SDK registering resources).
+4. `make diff` on the dev stack against a stand-in kubectl that takes a fixed time per call, run
+   side by side (the default) and one package at a time (JOBS=1, the serial sum of its calls).
+   Goal: at most the share of the serial time that the deploy graph's critical path takes.
 
 Runs alternate between the things compared, and each figure is a median, since the machines
 this runs on are noisy.
@@ -32,7 +35,7 @@ from pathlib import Path
 
 from components.catalog import load
 from components.scan import package_digest, scan_package
-from tools.stackfile import ROOT
+from tools.stackfile import ROOT, load_stack_catalog
 
 __all__ = ["main"]
 
@@ -168,6 +171,70 @@ def _generated_stack(root: Path, count: int, *, chain: bool) -> dict[str, object
     return {"catalogDir": str(root), "packages": packages, **cluster}
 
 
+# What the stand-in kubectl sleeps per call: about what one call to an API server nearby costs.
+_KUBECTL_SECONDS = 0.25
+
+
+def _diff_rows(work: Path, runs: int) -> list[tuple[str, str, str, str]]:
+    """`make diff` side by side against the same run one package at a time."""
+    from tests.harness import EXAMPLE_CATALOG
+    from tests.test_diff import FakeCluster
+
+    record = work / "diff-calls.jsonl"
+    cluster = FakeCluster(work / "diff-cluster.json", record, EXAMPLE_CATALOG)
+    environment = {
+        **_ENVIRONMENT,
+        "PATH": f"{ROOT / 'tests' / 'fakebin'}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_KUBECTL_CLUSTER": str(cluster.path),
+        "FAKE_KUBECTL_DELAY": str(_KUBECTL_SECONDS),
+        "FAKE_RECORD": str(record),
+    }
+
+    def run(jobs: int) -> float:
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tools.diff",
+                "--catalog-dir",
+                str(EXAMPLE_CATALOG),
+                "--jobs",
+                str(jobs),
+            ],
+            cwd=ROOT,
+            env=environment,
+            check=True,
+            capture_output=True,
+        )
+        return time.perf_counter() - start
+
+    record.unlink(missing_ok=True)
+    run(8)
+    calls = len(record.read_text().splitlines())
+    side_by_side, serial = _alternate(runs, lambda: run(8), lambda: run(1))
+    # The deploy graph's critical path: the longest chain of `needs`, in packages.
+    catalog = load_stack_catalog("dev", {"catalogDir": str(EXAMPLE_CATALOG)})
+    depth: dict[str, int] = {}
+    for package in catalog.packages:
+        depth[package.spec.name] = 1 + max((depth[n] for n in package.spec.needs), default=0)
+    share = max(depth.values()) / len(depth)
+    return [
+        (
+            f"make diff, dev stack, {calls} kubectl calls of {_KUBECTL_SECONDS}s",
+            f"{side_by_side:.3f} s",
+            f"{serial:.3f} s one at a time",
+            f"{side_by_side / serial:.2f}x (goal <= {share:.2f}x, the critical path's share)",
+        ),
+        (
+            "  stand-in latency alone, serial sum",
+            f"{calls * _KUBECTL_SECONDS:.3f} s",
+            "",
+            "",
+        ),
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=7, help="rounds per comparison (median)")
@@ -266,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 )
                 growth[chain] = (count, above_floor)
+
+        rows.extend(_diff_rows(work, max(3, args.runs // 2)))
 
     cpu = platform.processor() or platform.machine()
     print(

@@ -1,25 +1,45 @@
-"""`make status`: the documented checks of every package, in deploy order, without Pulumi.
+"""`make status`: the deploy's own checks for every package, against the cluster, without Pulumi.
 
 For each package: `kpt live status` until every object is Current (within its reconcile timeout),
 then its `waitBefore` and `waitAfter` gates and a wait for each native object's `waitFor`
-condition. One line per package; exit status 1 when any package is unhealthy. It changes nothing.
+condition. It changes nothing, so every package is checked at once (up to JOBS), under one bound
+(TIMEOUT); the lines come out in deploy order.
+
+Exit status: 0 every package healthy; 1 some package unhealthy or not checked within TIMEOUT;
+2 a configuration error (nothing was run); 3 the cluster did not answer (nothing was checked).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from components import kptstep
 from components.catalog import LoadedPackage
 from components.config import CatalogConfig, ConfigError, WaitSpec
 from components.environment import status_environment
+from tools import clusterops
 from tools.stackfile import ROOT, load_stack_catalog
 
-__all__ = ["check_package", "main", "native_waits"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_HEALTHY",
+    "EXIT_UNHEALTHY",
+    "EXIT_UNREACHABLE",
+    "Health",
+    "check_package",
+    "main",
+    "native_waits",
+]
+
+EXIT_HEALTHY = 0
+EXIT_UNHEALTHY = 1
+EXIT_CONFIG = 2
+EXIT_UNREACHABLE = 3
 
 
 def native_waits(package: LoadedPackage) -> list[WaitSpec]:
@@ -43,55 +63,99 @@ def native_waits(package: LoadedPackage) -> list[WaitSpec]:
     return waits
 
 
-def check_package(package: LoadedPackage, config: CatalogConfig) -> tuple[bool, str, list[str]]:
-    """(healthy, one-line verdict, the step's own lines) for one package."""
+@dataclass(frozen=True)
+class Health:
+    """One package's verdict."""
+
+    healthy: bool
+    verdict: str
+    """One line: `healthy: ...`, `UNHEALTHY (...)` or `NOT CHECKED (...)`."""
+    details: tuple[str, ...]
+    """The step's own lines explaining a failure."""
+
+
+def check_package(
+    package: LoadedPackage,
+    config: CatalogConfig,
+    cluster: clusterops.Cluster,
+    deadline: float,
+    bound: str,
+) -> Health:
+    """Run the step runner's `status` for one package, killed at `deadline`."""
     spec = package.spec
     waits = [*spec.wait_before, *spec.wait_after, *native_waits(package)]
     environment = {**os.environ, **status_environment(package, config, waits)}
-    completed = subprocess.run(
+    environment[kptstep.ENV_KUBECONFIG] = cluster.kubeconfig
+    ran = clusterops.run_bounded(
         [sys.executable, kptstep.STEP_SCRIPT, kptstep.SUBCOMMAND_STATUS],
-        cwd=ROOT,
+        deadline=deadline,
         env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
+        cwd=ROOT,
     )
-    result = kptstep.parse_result(completed.stdout)
-    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    lines = [line for line in ran.stderr.splitlines() if line.strip()]
+    if ran.killed:
+        return Health(False, f"NOT CHECKED (stopped at {bound})", tuple(lines[-4:]))
+    result = kptstep.parse_result(ran.stdout)
     # The step's failure summary starts at its "<step> failed (<kind>)" line; before it is progress.
     starts = [i for i, line in enumerate(lines) if " failed (" in line]
-    details = lines[starts[-1] :] if starts else lines[-12:]
-    if completed.returncode == 0 and result.get("ok"):
+    details = tuple(lines[starts[-1] :] if starts else lines[-12:])
+    if ran.returncode == 0 and result.get("ok"):
         verdict = (
             f"healthy: {result.get('objects', 0)} object(s) Current, {len(waits)} check(s) met"
         )
-        return True, verdict, details
-    failure = result.get("failure", f"exit status {completed.returncode}")
-    return False, f"UNHEALTHY ({failure})", details
+        return Health(True, verdict, details)
+    failure = result.get("failure", f"exit status {ran.returncode}")
+    return Health(False, f"UNHEALTHY ({failure})", details)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make status", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="make status",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to read")
     parser.add_argument("--catalog-dir", help="read the catalog here instead of catalogDir")
+    parser.add_argument(
+        "--timeout", default=clusterops.DEFAULT_TIMEOUT, help="bound on the whole run (5m)"
+    )
+    parser.add_argument(
+        "--jobs", default=str(clusterops.DEFAULT_JOBS), help="packages checked at once"
+    )
     args = parser.parse_args(argv)
     overrides = {"catalogDir": args.catalog_dir} if args.catalog_dir else {}
     try:
+        timeout = clusterops.parse_timeout(args.timeout)
+        jobs = clusterops.parse_jobs(args.jobs)
         catalog = load_stack_catalog(args.stack, overrides)
-    except ConfigError as error:
+    except (ConfigError, ValueError) as error:
         print(error, file=sys.stderr)
-        return 2
-    unhealthy = 0
-    for package in catalog.packages:
-        healthy, verdict, details = check_package(package, catalog.config)
-        print(f"{package.spec.name:<16} {verdict}", flush=True)
-        if not healthy:
-            unhealthy += 1
-            for line in details:
-                print(f"    {line}")
-    total = len(catalog.packages)
-    print(f"{total - unhealthy} of {total} package(s) healthy")
-    return 1 if unhealthy else 0
+        return EXIT_CONFIG
+    deadline = time.monotonic() + timeout
+    bound = clusterops.bound_text(timeout)
+    cluster = clusterops.cluster_of(catalog.config)
+    print(f"stack {args.stack}: {cluster.describe()}", flush=True)
+    reason = clusterops.unreachable_reason(cluster, deadline)
+    if reason:
+        print(f"cluster unreachable ({cluster.describe()}): {reason}", flush=True)
+        return EXIT_UNREACHABLE
+    by_name = {package.spec.name: package for package in catalog.packages}
+
+    def check(name: str, until: float) -> Health:
+        return check_package(by_name[name], catalog.config, cluster, until, bound)
+
+    def show(name: str, health: Health) -> None:
+        print(f"{name:<16} {health.verdict}", flush=True)
+        if not health.healthy:
+            for line in health.details:
+                print(f"    {line}", flush=True)
+
+    results = clusterops.run_in_deploy_order(
+        list(by_name), check, jobs=jobs, deadline=deadline, show=show
+    )
+    healthy = sum(1 for health in results.values() if health.healthy)
+    print(f"{healthy} of {len(results)} package(s) healthy")
+    return EXIT_HEALTHY if healthy == len(results) else EXIT_UNHEALTHY
 
 
 if __name__ == "__main__":

@@ -22,8 +22,11 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def record(tool: str, argv: list[str], directory: str | None = None) -> None:
-    """Append this call to $FAKE_RECORD: argv, cwd and the files of ``directory``."""
+def record(
+    tool: str, argv: list[str], directory: str | None = None, stdin: str | None = None
+) -> None:
+    """Append this call to $FAKE_RECORD: argv, cwd, the files of ``directory`` and, when given,
+    what the tool read on stdin."""
     target = os.environ.get("FAKE_RECORD")
     if not target:
         return
@@ -35,7 +38,15 @@ def record(tool: str, argv: list[str], directory: str | None = None) -> None:
             for p in sorted(root.rglob("*"))
             if p.is_file()
         }
-    entry = {"tool": tool, "argv": argv, "cwd": str(Path.cwd()), "dir_files": files}
+    entry: dict[str, object] = {
+        "tool": tool,
+        "argv": argv,
+        "cwd": str(Path.cwd()),
+        "dir_files": files,
+        "time": time.time(),
+    }
+    if stdin is not None:
+        entry["stdin"] = stdin
     with Path(target).open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(entry) + "\n")
 

@@ -1,0 +1,172 @@
+"""What `kpt live apply` would prune: objects the cluster's inventory lists that the files dropped.
+
+Pure and standard-library only, so that both `make diff` and the step runner can use it. The
+inputs are what the cluster and the package already say:
+
+- the package's ResourceGroup as `kubectl get resourcegroups.kpt.dev NAME -n NS -o json` prints
+  it: `spec.resources` lists every object kpt applied, as `{group, kind, namespace, name}`;
+- the objects of the package's files (`ObjectKey.of` each document);
+- the live objects that are candidates for pruning, whose annotations can hold them back.
+
+kpt (cli-utils) leaves an object in place, instead of pruning it, when it carries
+`cli-utils.sigs.k8s.io/on-remove: keep` or `client.lifecycle.config.k8s.io/deletion: detach`
+(`NoDeletion` in kubernetes-sigs/cli-utils pkg/common/common.go, checked by its
+PreventRemoveFilter), or when another inventory owns it (`config.k8s.io/owning-inventory`, the
+InventoryPolicyPruneFilter of the default `strict` policy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "KEEP_ANNOTATIONS",
+    "OWNING_INVENTORY_ANNOTATION",
+    "ObjectKey",
+    "PruneInputError",
+    "PrunePlan",
+    "inventory_objects",
+    "kept_because",
+    "plan_prune",
+    "prune_candidates",
+]
+
+# Annotation -> the value that makes kpt keep the object when it leaves the package.
+KEEP_ANNOTATIONS = {
+    "cli-utils.sigs.k8s.io/on-remove": "keep",
+    "client.lifecycle.config.k8s.io/deletion": "detach",
+}
+OWNING_INVENTORY_ANNOTATION = "config.k8s.io/owning-inventory"
+
+
+class PruneInputError(ValueError):
+    """The inventory or an object does not have the shape the cluster gives it."""
+
+
+@dataclass(frozen=True, order=True)
+class ObjectKey:
+    """An object as kpt's inventory names it: API group (empty for core), kind, namespace (empty
+    for cluster-scoped objects) and name."""
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, document: Mapping[str, object]) -> ObjectKey:
+        """The key of a manifest or live object (`apiVersion`, `kind`, `metadata`)."""
+        api_version = document.get("apiVersion")
+        kind = document.get("kind")
+        metadata = document.get("metadata")
+        if not isinstance(api_version, str) or not isinstance(kind, str) or not kind:
+            raise PruneInputError("an object without apiVersion or kind")
+        if not isinstance(metadata, Mapping) or not isinstance(metadata.get("name"), str):
+            raise PruneInputError(f"a {kind} without metadata.name")
+        group = api_version.rpartition("/")[0]
+        namespace = metadata.get("namespace") or ""
+        return cls(group, kind, str(namespace), str(metadata["name"]))
+
+    def __str__(self) -> str:
+        """`Kind/namespace/name`, or `Kind/name` when cluster-scoped."""
+        if self.namespace:
+            return f"{self.kind}/{self.namespace}/{self.name}"
+        return f"{self.kind}/{self.name}"
+
+    @property
+    def kubectl_resource(self) -> str:
+        """How `kubectl get` names it: `deployment.apps/x`, `configmap/x`."""
+        kind = self.kind.lower()
+        return f"{kind}.{self.group}/{self.name}" if self.group else f"{kind}/{self.name}"
+
+
+def inventory_objects(resource_group: Mapping[str, object]) -> list[ObjectKey]:
+    """The objects a ResourceGroup's `spec.resources` lists (its `kubectl get -o json` form)."""
+    spec = resource_group.get("spec") or {}
+    if not isinstance(spec, Mapping):
+        raise PruneInputError("the ResourceGroup's spec is not an object")
+    entries = spec.get("resources") or []
+    if not isinstance(entries, list):
+        raise PruneInputError("the ResourceGroup's spec.resources is not a list")
+    keys = []
+    for entry in entries:
+        if not isinstance(entry, Mapping) or not entry.get("kind") or not entry.get("name"):
+            raise PruneInputError(f"spec.resources holds an entry without kind or name: {entry!r}")
+        keys.append(
+            ObjectKey(
+                str(entry.get("group") or ""),
+                str(entry["kind"]),
+                str(entry.get("namespace") or ""),
+                str(entry["name"]),
+            )
+        )
+    return keys
+
+
+def prune_candidates(
+    inventory: Iterable[ObjectKey], package_objects: Iterable[ObjectKey]
+) -> list[ObjectKey]:
+    """Inventory entries that no object of the package matches, sorted.
+
+    A package object written without a namespace matches an entry of the same group, kind and
+    name in any namespace: kpt fills the namespace in at apply time, and the files cannot say
+    which one it was.
+    """
+    exact = set(package_objects)
+    unnamespaced = {(k.group, k.kind, k.name) for k in exact if not k.namespace}
+    return sorted(
+        key
+        for key in set(inventory)
+        if key not in exact and (key.group, key.kind, key.name) not in unnamespaced
+    )
+
+
+def kept_because(live: Mapping[str, object], inventory_id: str) -> str:
+    """Why kpt would leave this live object in place although it left the files; empty when kpt
+    would delete it."""
+    metadata = live.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    if not isinstance(annotations, Mapping):
+        return ""
+    for annotation, value in KEEP_ANNOTATIONS.items():
+        if annotations.get(annotation) == value:
+            return f"annotated {annotation}: {value}"
+    owner = annotations.get(OWNING_INVENTORY_ANNOTATION)
+    if inventory_id and isinstance(owner, str) and owner and owner != inventory_id:
+        return f"owned by another inventory ({OWNING_INVENTORY_ANNOTATION}: {owner})"
+    return ""
+
+
+@dataclass
+class PrunePlan:
+    """What a `kpt live apply` of the package would do to objects that left its files."""
+
+    prune: list[ObjectKey] = field(default_factory=list)
+    """Deleted by the apply."""
+    kept: list[tuple[ObjectKey, str]] = field(default_factory=list)
+    """Left in place, each with the reason."""
+    gone: list[ObjectKey] = field(default_factory=list)
+    """Listed in the inventory but no longer in the cluster: only dropped from the inventory."""
+
+
+def plan_prune(
+    inventory: Iterable[ObjectKey],
+    package_objects: Iterable[ObjectKey],
+    live: Mapping[ObjectKey, Mapping[str, object]],
+    inventory_id: str,
+) -> PrunePlan:
+    """Sort the prune candidates by what kpt would do with each, given the live objects found
+    (`live` holds only those that exist)."""
+    plan = PrunePlan()
+    for key in prune_candidates(inventory, package_objects):
+        found = live.get(key)
+        if found is None:
+            plan.gone.append(key)
+            continue
+        reason = kept_because(found, inventory_id)
+        if reason:
+            plan.kept.append((key, reason))
+        else:
+            plan.prune.append(key)
+    return plan

@@ -1,0 +1,595 @@
+"""`make diff` and the object-level part of `make preview`, against a stand-in kubectl that answers
+like a cluster holding the dev stack as deployed (tests/fakebin/kubectl, FAKE_KUBECTL_CLUSTER)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.kpt_package import TYPE_TOKEN
+from components.step_prune import (
+    ObjectKey,
+    PruneInputError,
+    inventory_objects,
+    kept_because,
+    plan_prune,
+    prune_candidates,
+)
+from tests.harness import ROOT, TEST_CONTEXT, TEST_KUBECONFIG
+from tools import diff
+from tools.stackfile import load_stack_catalog
+
+FAKEBIN = ROOT / "tests" / "fakebin"
+ORDER = ["kube-vip", "cilium", "tailscale", "headscale", "envoy-gateway"]
+# The CRDs cilium-operator registers at run time (the cilium package's waitBefore).
+CILIUM_KINDS = ["CiliumLoadBalancerIPPool", "CiliumL2AnnouncementPolicy", "CiliumBGPClusterConfig"]
+CILIUM_KINDS += ["CiliumBGPPeerConfig", "CiliumBGPAdvertisement"]
+
+
+class FakeCluster:
+    """The stand-in kubectl's cluster: the catalog's objects as kpt would have applied them."""
+
+    def __init__(self, path: Path, record: Path, catalog_dir: Path) -> None:
+        self.path = path
+        self.record = record
+        self.objects: list[dict[str, Any]] = []
+        catalog = load_stack_catalog("dev", {"catalogDir": str(catalog_dir)})
+        for kind in CILIUM_KINDS:
+            self.objects.append(_crd("cilium.io", kind))
+        for package in catalog.packages:
+            inventory = package.inventory
+            applied = []
+            for document in diff.package_objects(package):
+                live = copy.deepcopy(document)
+                annotations = live["metadata"].setdefault("annotations", {})
+                annotations["config.k8s.io/owning-inventory"] = inventory.inventory_id
+                live["metadata"].setdefault("uid", f"uid-{len(self.objects)}")
+                self.objects.append(live)
+                applied.append(ObjectKey.of(document))
+            self.objects.append(
+                {
+                    "apiVersion": "kpt.dev/v1alpha1",
+                    "kind": "ResourceGroup",
+                    "metadata": {"name": inventory.name, "namespace": inventory.namespace},
+                    "spec": {"resources": [_entry(key) for key in applied]},
+                }
+            )
+        self.resource_group_crd = True
+        self.save()
+
+    def save(self) -> None:
+        self.path.write_text(
+            json.dumps({"objects": self.objects, "resourceGroupCRD": self.resource_group_crd})
+        )
+
+    def find(self, kind: str, name: str) -> dict[str, Any]:
+        return next(o for o in self.objects if o["kind"] == kind and o["metadata"]["name"] == name)
+
+    def remove(self, kind: str, name: str) -> None:
+        self.objects.remove(self.find(kind, name))
+
+    def calls(self) -> list[dict[str, Any]]:
+        if not self.record.exists():
+            return []
+        return [json.loads(line) for line in self.record.read_text().splitlines()]
+
+    def argvs(self) -> list[list[str]]:
+        """Each call's arguments after the cluster flags, which every call must lead with: the
+        stack's kubeconfig and context, never the shell's."""
+        flags = ["--kubeconfig", str(TEST_KUBECONFIG), "--context", TEST_CONTEXT]
+        argvs = [call["argv"] for call in self.calls()]
+        assert all(argv[:4] == flags for argv in argvs), argvs
+        return [argv[4:] for argv in argvs]
+
+
+def _crd(group: str, kind: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{kind.lower()}s.{group}"},
+        "spec": {"group": group, "names": {"kind": kind}},
+    }
+
+
+def _entry(key: ObjectKey) -> dict[str, str]:
+    return {"group": key.group, "kind": key.kind, "namespace": key.namespace, "name": key.name}
+
+
+@pytest.fixture
+def cluster(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, catalog: Path, stack_project: Path
+) -> FakeCluster:
+    record = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("PATH", f"{FAKEBIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_RECORD", str(record))
+    monkeypatch.setenv("FAKE_KUBECTL_CLUSTER", str(tmp_path / "cluster.json"))
+    monkeypatch.delenv("KUBECTL_EXTERNAL_DIFF", raising=False)
+    return FakeCluster(tmp_path / "cluster.json", record, catalog)
+
+
+def run_diff(catalog: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = diff.main(["--catalog-dir", str(catalog), *args])
+    return code, capsys.readouterr().out
+
+
+def verdicts(out: str) -> dict[str, str]:
+    lines = [line for line in out.splitlines() if line.split(" ", 1)[0] in ORDER]
+    return {line.split()[0]: line.split(None, 1)[1] for line in lines}
+
+
+# --- make diff ---------------------------------------------------------------------------------
+
+
+def test_an_unchanged_catalog_is_in_sync(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run_diff(catalog, capsys)
+
+    assert code == 0
+    assert list(verdicts(out)) == ORDER
+    assert set(verdicts(out).values()) == {"in sync"}
+    assert out.splitlines()[-1] == "5 of 5 package(s) in sync"
+    argvs = cluster.argvs()
+    assert argvs[0] == ["get", "--raw", "/readyz", "--request-timeout=15s"]
+    # per package: its inventory, then one server-side dry run of its objects; nothing else
+    assert sorted(a[0] for a in argvs[1:]) == ["diff"] * 5 + ["get"] * 5
+    headscale = [a for a in argvs if "headscale" in a]
+    assert headscale == [
+        ["get", "resourcegroups.kpt.dev", "headscale", "-n", "headscale", "-o", "json"]
+    ]
+    dry_runs = [a for a in argvs if a[0] == "diff"]
+    # envoy-gateway applies server-side: its dry run, like kpt, stops at a field conflict
+    assert dry_runs.count(["diff", "--server-side", "--field-manager=kubectl", "-f", "-"]) == 1
+    assert (
+        dry_runs.count(
+            ["diff", "--server-side", "--field-manager=kubectl", "--force-conflicts", "-f", "-"]
+        )
+        == 4
+    )
+
+
+def test_a_changed_deployment_shows_the_fields_that_change(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # someone scaled headscale to 0 behind kpt's back
+    cluster.find("Deployment", "headscale")["spec"]["replicas"] = 0
+    cluster.save()
+
+    code, out = run_diff(catalog, capsys)
+
+    assert code == 1
+    assert verdicts(out)["headscale"] == "1 to change"
+    assert verdicts(out)["kube-vip"] == "in sync"
+    lines = out.splitlines()
+    start = lines.index("  ~ Deployment/headscale/headscale")
+    hunk = lines[start + 1 : start + 12]
+    assert hunk[0].startswith("      @@ -")
+    assert "      -  replicas: 0" in hunk
+    assert "      +  replicas: 1" in hunk
+    assert lines[-1] == "4 of 5 package(s) in sync, 1 differ"
+
+
+def test_a_new_object_is_a_create(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (catalog / "mesh" / "headscale" / "acl.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: headscale-acl\n"
+        "  namespace: headscale\ndata:\n  policy: '{}'\n"
+    )
+
+    code, out = run_diff(catalog, capsys)
+
+    assert code == 1
+    assert verdicts(out)["headscale"] == "1 to create"
+    assert "  + ConfigMap/headscale/headscale-acl" in out.splitlines()
+
+
+def test_an_object_that_left_the_files_is_a_prune_unless_kpt_keeps_it(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # kube-vip's ClusterRoleBinding dropped from its file
+    rbac = catalog / "ha" / "kube-vip" / "rbac.yaml"
+    rbac.write_text(_without_kind(rbac, "ClusterRoleBinding"))
+    # the headscale Service's file removed, the Service annotated to be kept
+    (catalog / "mesh" / "headscale" / "deployment.yaml").write_text(
+        _without_kind(catalog / "mesh" / "headscale" / "deployment.yaml", "Service")
+    )
+    service = cluster.find("Service", "headscale")
+    service["metadata"]["annotations"]["cli-utils.sigs.k8s.io/on-remove"] = "keep"
+    cluster.save()
+
+    code, out = run_diff(catalog, capsys)
+
+    assert code == 1
+    assert verdicts(out)["kube-vip"] == "1 to prune"
+    assert (
+        "  - ClusterRoleBinding/system:kube-vip-binding "
+        "(pruned: in the cluster's inventory, no longer in the files)"
+    ) in out.splitlines()
+    assert verdicts(out)["headscale"] == "in sync"
+    assert (
+        "  = Service/headscale/headscale "
+        "(left the files; kpt keeps it: annotated cli-utils.sigs.k8s.io/on-remove: keep)"
+    ) in out.splitlines()
+    # the candidates are read back from the cluster, one call per namespace
+    gets = [a for a in cluster.argvs() if "--ignore-not-found" in a]
+    assert sorted(gets) == [
+        [
+            "get",
+            "clusterrolebinding.rbac.authorization.k8s.io/system:kube-vip-binding",
+            "-o",
+            "json",
+            "--ignore-not-found",
+        ],
+        ["get", "service/headscale", "-n", "headscale", "-o", "json", "--ignore-not-found"],
+    ]
+
+
+def _without_kind(path: Path, kind: str) -> str:
+    documents = path.read_text().split("\n---\n")
+    return "\n---\n".join(d for d in documents if f"kind: {kind}\n" not in d)
+
+
+@pytest.mark.parametrize("missing", ["resourcegroup", "crd"])
+def test_a_package_never_deployed_is_all_creates(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str], missing: str
+) -> None:
+    if missing == "crd":
+        cluster.resource_group_crd = False
+    headscale = [
+        o
+        for o in cluster.objects
+        if o["metadata"].get("namespace") == "headscale" or o["metadata"]["name"] == "headscale"
+    ]
+    for obj in headscale:
+        cluster.objects.remove(obj)
+    cluster.save()
+
+    code, out = run_diff(catalog, capsys, "--package", "headscale")
+
+    assert code == 1
+    assert verdicts(out) == {"headscale": "not deployed yet: 4 to create"}
+    # the server cannot dry-run objects in a namespace that does not exist yet
+    assert [line for line in out.splitlines() if line.startswith("  + ")] == [
+        "  + Namespace/headscale",
+        "  + ConfigMap/headscale/headscale-config (after its Namespace, created by this package)",
+        "  + Deployment/headscale/headscale (after its Namespace, created by this package)",
+        "  + Service/headscale/headscale (after its Namespace, created by this package)",
+    ]
+    assert not [a for a in cluster.argvs() if "--ignore-not-found" in a]
+
+
+def test_custom_resources_of_the_packages_own_new_crd_are_creates(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for obj in [o for o in cluster.objects if "gateway" in json.dumps(o["metadata"])]:
+        cluster.objects.remove(obj)
+    cluster.save()
+
+    code, out = run_diff(catalog, capsys, "--package", "envoy-gateway")
+
+    assert code == 1
+    assert verdicts(out)["envoy-gateway"].startswith("not deployed yet: ")
+    assert (
+        "  + GatewayClass/eg (after its CustomResourceDefinition, created by this package)"
+    ) in out.splitlines()
+    assert (
+        "  + Gateway/envoy-gateway-system/eg (after its Namespace, created by this package)"
+    ) in out.splitlines()
+    assert verdicts(out)["envoy-gateway"] == "not deployed yet: 7 to create"
+    assert "  + CustomResourceDefinition/gateways.gateway.networking.k8s.io" in out.splitlines()
+
+
+def test_an_unreachable_cluster_is_said_once(
+    cluster: FakeCluster,
+    catalog: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", "unreachable")
+
+    code, out = run_diff(catalog, capsys)
+
+    assert code == 2
+    assert out.splitlines()[1:] == [
+        f"cluster unreachable (kubeconfig {TEST_KUBECONFIG}, "
+        f"context {TEST_CONTEXT}): The connection to the server 10.80.15.1:6443 was "
+        "refused - did you specify the right host or port?"
+    ]
+    assert len(cluster.argvs()) == 1
+
+
+def test_secret_values_are_never_printed(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (catalog / "mesh" / "headscale" / "secret.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: oidc\n  namespace: headscale\n"
+        "  labels:\n    app: headscale\n"
+        "stringData:\n  client_secret: n3w-s3cret-value\n  issuer: https://id.example.com\n"
+    )
+    old = base64.b64encode(b"0ld-s3cret-value").decode()
+    cluster.objects.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": "oidc",
+                "namespace": "headscale",
+                "annotations": {
+                    # kpt's client-side apply keeps the last applied object, values included
+                    "kubectl.kubernetes.io/last-applied-configuration": json.dumps(
+                        {"stringData": {"client_secret": "0ld-s3cret-value"}}
+                    ),
+                    "config.k8s.io/owning-inventory": "kpt-catalog-headscale",
+                },
+            },
+            "data": {"client_secret": old, "old_key": base64.b64encode(b"x0x0").decode()},
+        }
+    )
+    cluster.save()
+
+    code, out = run_diff(catalog, capsys, "--package", "headscale")
+
+    assert code == 1, out
+    assert (
+        "  ~ Secret/headscale/oidc: adds issuer; changes client_secret; "
+        "2 other line(s) differ (values hidden)"
+    ) in out.splitlines()
+    # no line of the Secret's diff is shown: its context could quote an annotation holding a value
+    assert "last-applied-configuration" not in out
+    for secret in ("s3cret", old, "x0x0", "id.example.com", "eDB4MA"):
+        assert secret not in out
+
+
+def test_local_config_and_the_inventory_are_not_sent(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (catalog / "mesh" / "headscale" / "setters.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: setters\n"
+        '  annotations:\n    config.kubernetes.io/local-config: "true"\ndata:\n  x: y\n'
+    )
+
+    code, _ = run_diff(catalog, capsys, "--package", "headscale")
+
+    assert code == 0
+    (sent,) = [json.loads(c["stdin"]) for c in cluster.calls() if c["argv"][4] == "diff"]
+    assert [(o["kind"], o["metadata"]["name"]) for o in sent["items"]] == [
+        ("Namespace", "headscale"),
+        ("ConfigMap", "headscale-config"),
+        ("Deployment", "headscale"),
+        ("Service", "headscale"),
+    ]
+
+
+def test_the_users_external_diff_program_is_not_used(
+    cluster: FakeCluster,
+    catalog: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    spy = tmp_path / "bin" / "meld"
+    spy.parent.mkdir()
+    spy.write_text("#!/bin/sh\necho external diff ran\nexit 1\n")
+    spy.chmod(0o755)
+    monkeypatch.setenv("KUBECTL_EXTERNAL_DIFF", str(spy))
+    # a kubectl that would run it, as the real one does, when the variable reaches it
+    wrapper = tmp_path / "bin" / "kubectl"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'if [ -n "$KUBECTL_EXTERNAL_DIFF" ] && [ "$1" = diff ]; then\n'
+        '  exec "$KUBECTL_EXTERNAL_DIFF"\n'
+        "fi\n"
+        f'exec {shlex.quote(str(FAKEBIN / "kubectl"))} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+
+    code, out = run_diff(catalog, capsys)
+
+    assert code == 0, out
+    assert "external diff ran" not in out
+
+
+def test_an_unknown_package_is_named(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert diff.main(["--catalog-dir", str(catalog), "--package", "headscal"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "PACKAGE: no package 'headscal' in stack dev; expected one of "
+        "kube-vip, cilium, tailscale, headscale, envoy-gateway"
+    )
+    assert cluster.argvs() == []
+
+
+def test_a_failed_kubectl_is_an_error_with_its_reason(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # cilium's CRDs come from cilium-operator; without them the server cannot dry-run its objects
+    cluster.objects = [o for o in cluster.objects if o["kind"] != "CustomResourceDefinition"]
+    cluster.save()
+
+    code, out = run_diff(catalog, capsys, "--package", "cilium")
+
+    assert code == 2
+    assert verdicts(out)["cilium"] == "ERROR: kubectl diff failed (exit 2)"
+    assert "ensure CRDs are installed first" in out
+    assert out.splitlines()[-1] == "0 of 1 package(s) in sync, 1 failed"
+
+
+# --- make preview ------------------------------------------------------------------------------
+
+URN = "urn:pulumi:dev::kpt-catalog::"
+COMMAND = "kpt-catalog:index:KptPackage$command:local:Command"
+
+
+def _preview(*steps: tuple[str, str]) -> str:
+    """What `pulumi preview --json` prints (PreviewDigest, pulumi pkg/display/json.go), after
+    the wrapper's `stack select` line."""
+    digest = {
+        "steps": [{"op": op, "urn": urn} for op, urn in steps],
+        "changeSummary": {"same": 9, "update": len(steps)},
+    }
+    return "Created stack 'dev'\n" + json.dumps(digest, indent=4) + "\n"
+
+
+def test_the_package_type_is_the_components() -> None:
+    assert diff.PACKAGE_TYPE == TYPE_TOKEN
+
+
+def test_preview_steps_map_to_packages() -> None:
+    text = _preview(
+        ("update", f"{URN}{COMMAND}::headscale-apply"),
+        ("same", f"{URN}{COMMAND}::cilium-apply"),
+        ("create", f"{URN}kpt-catalog:index:KptPackage::mesh-extra"),
+        ("update", f"{URN}{COMMAND}::mesh-extra-wait-after"),
+        ("update", f"{URN}pulumi:providers:kubernetes::kubernetes"),
+    )
+    names = ["cilium", "headscale", "mesh", "mesh-extra"]
+
+    assert diff.packages_in_preview(text, names) == {"headscale", "mesh-extra"}
+    with pytest.raises(ValueError, match="printed no preview"):
+        diff.packages_in_preview("error: could not load the stack\n", names)
+
+
+def test_after_preview_only_changing_packages_are_diffed(
+    cluster: FakeCluster,
+    catalog: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    cluster.find("Deployment", "headscale")["spec"]["replicas"] = 0
+    cluster.save()
+    preview = tmp_path / "preview.json"
+    preview.write_text(_preview(("update", f"{URN}{COMMAND}::tailscale-apply")))
+
+    code, out = run_diff(catalog, capsys, "--after-preview", str(preview))
+
+    # differences are what a preview is for: only errors fail it
+    assert code == 0
+    assert verdicts(out) == {"tailscale": "in sync"}
+
+    code, out = run_diff(catalog, capsys, "--after-preview", str(preview), "--drift")
+    assert code == 0
+    assert list(verdicts(out)) == ORDER
+    assert verdicts(out)["headscale"] == "1 to change"
+
+
+def test_make_preview_runs_pulumis_preview_then_the_object_diff() -> None:
+    make = shutil.which("make")
+    assert make
+    result = subprocess.run(
+        [make, "-n", "preview", "STACK=prod", "DRIFT=1", "PULUMI_ARGS=--refresh"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    commands = result.stdout.strip().splitlines()[-2:]
+    assert commands[0] == "sh tools/pulumi-stack.sh preview --diff --refresh"
+    pipeline = commands[1].split(" | ")
+    assert pipeline[0] == "sh tools/pulumi-stack.sh preview --json --refresh"
+    assert shlex.split(pipeline[1]) == [
+        "venv/bin/python",
+        "-m",
+        "tools.diff",
+        "--stack",
+        "prod",
+        "--after-preview",
+        "-",
+        "--drift",
+    ]
+
+
+def test_make_diff_passes_its_variables() -> None:
+    make = shutil.which("make")
+    assert make
+    result = subprocess.run(
+        [make, "-n", "diff", "PACKAGE=headscale", "TIMEOUT=2m", "CATALOG_DIR=my catalog"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shlex.split(result.stdout.strip().splitlines()[-1]) == [
+        "venv/bin/python",
+        "-m",
+        "tools.diff",
+        "--stack",
+        "dev",
+        "--timeout",
+        "2m",
+        "--jobs",
+        "8",
+        "--catalog-dir",
+        "my catalog",
+        "--package",
+        "headscale",
+    ]
+
+
+# --- what kpt would prune (components/step_prune.py) ------------------------------------------
+
+
+def test_prune_plan_from_an_inventory() -> None:
+    resource_group = {
+        "spec": {
+            "resources": [
+                {
+                    "group": "apiextensions.k8s.io",
+                    "kind": "CustomResourceDefinition",
+                    "name": "connectors.tailscale.com",
+                },
+                {"group": "", "kind": "Namespace", "name": "old"},
+                {"group": "apps", "kind": "Deployment", "namespace": "x", "name": "kept"},
+                {"group": "", "kind": "ConfigMap", "namespace": "x", "name": "gone"},
+                {"group": "", "kind": "ConfigMap", "namespace": "x", "name": "still"},
+                {"group": "", "kind": "Service", "namespace": "x", "name": "theirs"},
+            ]
+        }
+    }
+    inventory = inventory_objects(resource_group)
+    package = [ObjectKey("", "ConfigMap", "", "still")]  # written without a namespace
+    live: dict[ObjectKey, dict[str, Any]] = {
+        ObjectKey(
+            "apiextensions.k8s.io", "CustomResourceDefinition", "", "connectors.tailscale.com"
+        ): {},
+        ObjectKey("", "Namespace", "", "old"): {"metadata": {"annotations": {}}},
+        ObjectKey("apps", "Deployment", "x", "kept"): {
+            "metadata": {"annotations": {"client.lifecycle.config.k8s.io/deletion": "detach"}}
+        },
+        ObjectKey("", "Service", "x", "theirs"): {
+            "metadata": {"annotations": {"config.k8s.io/owning-inventory": "other"}}
+        },
+    }
+
+    plan = plan_prune(inventory, package, live, "mine")
+
+    assert [str(k) for k in plan.prune] == [
+        "Namespace/old",
+        "CustomResourceDefinition/connectors.tailscale.com",
+    ]
+    assert [(str(k), r) for k, r in plan.kept] == [
+        ("Service/x/theirs", "owned by another inventory (config.k8s.io/owning-inventory: other)"),
+        ("Deployment/x/kept", "annotated client.lifecycle.config.k8s.io/deletion: detach"),
+    ]
+    assert [str(k) for k in plan.gone] == ["ConfigMap/x/gone"]
+    assert prune_candidates(inventory, inventory) == []
+    assert (
+        kept_because({"metadata": {"annotations": {"cli-utils.sigs.k8s.io/on-remove": "Keep"}}}, "")
+        == ""
+    )
+
+
+def test_a_malformed_inventory_is_named() -> None:
+    with pytest.raises(PruneInputError, match=r"spec\.resources holds an entry without kind"):
+        inventory_objects({"spec": {"resources": [{"name": "x"}]}})

@@ -1,0 +1,247 @@
+"""What `make status` and `make diff` share: which cluster, whether it answers, and running one
+check per package side by side under one overall bound, with results printed in deploy order.
+
+Every command runs in its own process group; at the bound (`TIMEOUT=`) the group gets SIGTERM,
+then SIGKILL after a short grace, so nothing a check started outlives the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from components.config import CatalogConfig, format_duration, parse_duration
+
+__all__ = [
+    "DEFAULT_JOBS",
+    "DEFAULT_TIMEOUT",
+    "Cluster",
+    "Ran",
+    "bound_text",
+    "cluster_of",
+    "kubeconfig_path",
+    "parse_jobs",
+    "parse_timeout",
+    "run_bounded",
+    "run_in_deploy_order",
+    "stop_everything",
+    "unreachable_reason",
+]
+
+DEFAULT_TIMEOUT = "5m"
+DEFAULT_JOBS = 8
+# How long a process group may take to stop after SIGTERM before it gets SIGKILL: longer than the
+# step runner's own grace (3 s, then 1 s to settle), so that it stops the kpt or kubectl it runs
+# in a session of their own before it is killed itself.
+KILL_GRACE_SECONDS = 6.0
+# How long the reachability probe may take: an API server that does not answer /readyz in this
+# time will not serve the checks either.
+PROBE_SECONDS = 15
+
+Result = TypeVar("Result")
+
+
+def kubeconfig_path(config: CatalogConfig) -> str:
+    """The stack's `kubeconfig` as kubectl must get it: resolved on this machine the way the
+    program and the step resolve it (`~` expanded, a relative path from the project root)."""
+    return str(config.kubeconfig_path)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The kubeconfig and context every command of a run uses."""
+
+    kubeconfig: str
+    context: str
+
+    def flags(self) -> list[str]:
+        """`--kubeconfig` and `--context`, as kubectl and kpt spell them (a stack always names
+        both, so the shell's `KUBECONFIG` and current context never decide the cluster)."""
+        return ["--kubeconfig", self.kubeconfig, "--context", self.context]
+
+    def describe(self) -> str:
+        """`kubeconfig /x, context lab`."""
+        return f"kubeconfig {self.kubeconfig}, context {self.context}"
+
+
+def cluster_of(config: CatalogConfig) -> Cluster:
+    """The cluster the stack's config names."""
+    return Cluster(kubeconfig_path(config), config.context)
+
+
+def parse_timeout(text: str) -> int:
+    """Seconds of a `TIMEOUT=` duration; ValueError naming TIMEOUT when it is not one."""
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise ValueError(f"TIMEOUT: {error}") from None
+
+
+def parse_jobs(text: str) -> int:
+    """A `JOBS=` count of checks run at once; ValueError naming JOBS when it is not one."""
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"JOBS: {text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What one bounded command did."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    killed: bool
+    """Killed at the run's bound before it finished."""
+
+    def last_lines(self, count: int = 6) -> list[str]:
+        """The last non-empty lines of stderr (else stdout): what a failure message quotes."""
+        text = self.stderr if self.stderr.strip() else self.stdout
+        return [line for line in text.splitlines() if line.strip()][-count:]
+
+
+# Process groups started and not yet reaped, so that an interrupted run can stop them all.
+_groups: set[int] = set()
+_groups_lock = threading.Lock()
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    # ProcessLookupError: the group is gone; PermissionError: macOS, for a group of zombies.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM to the process group (the step runner forwards it to kpt), SIGKILL after a grace."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=KILL_GRACE_SECONDS)
+    _signal_group(proc.pid, signal.SIGKILL)
+
+
+def stop_everything() -> None:
+    """Stop every command still running (Ctrl-C on the whole run)."""
+    with _groups_lock:
+        groups = list(_groups)
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGTERM)
+    time.sleep(0.2)
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGKILL)
+
+
+def run_bounded(
+    argv: Sequence[str],
+    *,
+    deadline: float,
+    stdin_text: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Ran:
+    """Run `argv` in its own process group until it exits or `deadline` (a `time.monotonic()`
+    value) passes; then the group is stopped and the result says `killed`."""
+    if time.monotonic() >= deadline:
+        return Ran(-1, "", "", killed=True)
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        return Ran(127, "", f"{argv[0]} is not on PATH", killed=False)
+    with _groups_lock:
+        _groups.add(proc.pid)
+    try:
+        try:
+            stdout, stderr = proc.communicate(
+                stdin_text, timeout=max(0.0, deadline - time.monotonic())
+            )
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            stdout, stderr = proc.communicate()
+            return Ran(proc.returncode, stdout, stderr, killed=True)
+        # Whatever the command left running in its group goes with it.
+        _signal_group(proc.pid, signal.SIGKILL)
+        return Ran(proc.returncode, stdout, stderr, killed=False)
+    except BaseException:
+        _stop(proc)
+        raise
+    finally:
+        with _groups_lock:
+            _groups.discard(proc.pid)
+
+
+def unreachable_reason(cluster: Cluster, deadline: float) -> str:
+    """Empty when the cluster's API server answers `GET /readyz`, else kubectl's reason.
+
+    /readyz is readable without any RBAC grant (the `system:public-info-viewer` role), so it
+    tests the address, the credentials and the context, and nothing the checks may lack.
+    """
+    probe_end = min(deadline, time.monotonic() + PROBE_SECONDS)
+    argv = [
+        "kubectl",
+        *cluster.flags(),
+        "get",
+        "--raw",
+        "/readyz",
+        f"--request-timeout={PROBE_SECONDS}s",
+    ]
+    ran = run_bounded(argv, deadline=probe_end)
+    if ran.killed:
+        return f"kubectl get --raw /readyz did not answer within {PROBE_SECONDS}s"
+    if ran.returncode != 0:
+        return "; ".join(ran.last_lines(2)) or f"kubectl exited {ran.returncode}"
+    return ""
+
+
+def run_in_deploy_order(
+    names: Sequence[str],
+    check: Callable[[str, float], Result],
+    *,
+    jobs: int,
+    deadline: float,
+    show: Callable[[str, Result], None],
+) -> dict[str, Result]:
+    """Run `check(name, deadline)` for every name, up to `jobs` at once, and `show` each result
+    as soon as it and every name before it are done, so the output reads in deploy order.
+
+    A check that starts after the deadline must return at once (`run_bounded` does); Ctrl-C
+    stops every running command before it propagates.
+    """
+    results: dict[str, Result] = {}
+    executor = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="check")
+    try:
+        futures: list[tuple[str, Future[Result]]] = [
+            (name, executor.submit(check, name, deadline)) for name in names
+        ]
+        for name, future in futures:
+            results[name] = future.result()
+            show(name, results[name])
+    except BaseException:
+        executor.shutdown(wait=False, cancel_futures=True)
+        stop_everything()
+        raise
+    executor.shutdown(wait=True)
+    return results
+
+
+def bound_text(seconds: int) -> str:
+    """`TIMEOUT=5m`, as a message names the bound."""
+    return f"TIMEOUT={format_duration(seconds)}"

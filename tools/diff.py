@@ -1,0 +1,552 @@
+"""`make diff`: what `make up` would do to each package's objects, from the cluster's own dry run.
+
+For every package, in deploy order (all checked at once, up to JOBS, under one bound TIMEOUT):
+- objects that would change, with a unified diff of their fields: `kubectl diff --server-side`
+  on the package's objects (the Kptfile, the ResourceGroup and local-config objects left out);
+- objects that would be created;
+- objects kpt would prune: listed in the cluster's inventory (the ResourceGroup's
+  `spec.resources`) but no longer in the files, minus those kpt keeps (`components.step_prune`).
+Secret values are never printed: for a Secret only the keys whose values change are named.
+
+Exit status, like `terraform plan -detailed-exitcode`: 0 everything in sync, 1 differences,
+2 an error (configuration, an unreachable cluster, a failed kubectl).
+
+`--after-preview FILE` reads `pulumi preview --json` (from `make preview`) and diffs only the
+packages that preview creates or updates (all of them with `--drift`); differences then exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.catalog import LoadedPackage
+from components.config import ConfigError
+from components.step_prune import (
+    ObjectKey,
+    PruneInputError,
+    PrunePlan,
+    inventory_objects,
+    plan_prune,
+    prune_candidates,
+)
+from tools import clusterops
+from tools.stackfile import load_stack_catalog
+
+__all__ = [
+    "EXIT_DIFFERENCES",
+    "EXIT_ERROR",
+    "EXIT_IN_SYNC",
+    "PACKAGE_TYPE",
+    "Change",
+    "PackageDiff",
+    "diff_package",
+    "main",
+    "package_objects",
+    "packages_in_preview",
+    "parse_unified_diff",
+]
+
+EXIT_IN_SYNC = 0
+EXIT_DIFFERENCES = 1
+EXIT_ERROR = 2
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LOCAL_CONFIG = "config.kubernetes.io/local-config"
+# kpt's field manager for server-side apply (kpt live apply --help: "Default value is kubectl").
+_KPT_FIELD_MANAGER = "kubectl"
+# KptPackage's type token (components/kpt_package.py; a test keeps the two equal): importing that
+# module would load the Pulumi SDK, a third of a second, for one string.
+PACKAGE_TYPE = "kpt-catalog:index:KptPackage"
+# Preview steps that change a package's objects (pulumi pkg/display/json.go, PreviewStep.Op).
+_CHANGING_OPS = frozenset({"create", "update", "replace", "create-replacement"})
+# A value kubectl's Secret masker wrote: `***`, `*** (before)`, `*** (after)`.
+_MASKED = re.compile(r"^([+-])\s+([-._a-zA-Z0-9]+): ['\"]?\*\*\*(?: \((before|after)\))?['\"]?$")
+_HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
+_NO_MATCH = re.compile(r'no matches for kind "([^"]+)" in version "([^"]+)"')
+_NO_NAMESPACE = re.compile(r'namespaces "([^"]+)" not found')
+_LONGEST_LINE = 400
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object that `kubectl diff` shows."""
+
+    key: ObjectKey
+    created: bool
+    lines: tuple[str, ...]
+    """The hunks of the unified diff (`@@ ...`, ` `, `-`, `+` lines)."""
+
+
+@dataclass
+class PackageDiff:
+    """What `make diff` found for one package."""
+
+    changes: list[Change] = field(default_factory=list)
+    deferred: list[tuple[ObjectKey, str]] = field(default_factory=list)
+    """Created after the package's own CRD or Namespace, each with which: the server cannot
+    dry-run them before that exists."""
+    prune: PrunePlan = field(default_factory=PrunePlan)
+    deployed: bool = True
+    """The cluster holds the package's inventory."""
+    error: str = ""
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def differences(self) -> int:
+        return len(self.changes) + len(self.deferred) + len(self.prune.prune)
+
+
+def package_objects(package: LoadedPackage) -> list[dict[str, Any]]:
+    """The objects kpt would apply from the package's files: every YAML document below its
+    directory but the ResourceGroup and objects annotated `config.kubernetes.io/local-config`
+    (the Kptfile is not YAML-suffixed, so it is never read)."""
+    objects = []
+    for path in sorted(package.directory.rglob("*")):
+        if not path.is_file() or path.suffix not in (".yaml", ".yml") or ".git" in path.parts:
+            continue
+        for document in yaml.load_all(path.read_text(), Loader=_Loader):
+            if not isinstance(document, dict) or document.get("kind") == "ResourceGroup":
+                continue
+            annotations = (document.get("metadata") or {}).get("annotations") or {}
+            if str(annotations.get(_LOCAL_CONFIG, "")).lower() == "true":
+                continue
+            objects.append(document)
+    return objects
+
+
+def _diff_file_name(key: ObjectKey, api_version: str) -> str:
+    """How kubectl names the object's file in its LIVE and MERGED directories
+    (`InfoObject.Name` in kubectl's pkg/cmd/diff/diff.go: group.version.Kind.namespace.name)."""
+    version = api_version.rpartition("/")[2]
+    group = f"{key.group}." if key.group else ""
+    return f"{group}{version}.{key.kind}.{key.namespace}.{key.name}"
+
+
+def _key_for_file(name: str, objects: Mapping[ObjectKey, str]) -> ObjectKey:
+    """The object a diff section is about, from its file name."""
+    for key, api_version in objects.items():
+        if _diff_file_name(key, api_version) == name:
+            return key
+    # Written without a namespace: kubectl filled in the kubeconfig's default one.
+    for key, api_version in objects.items():
+        head = _diff_file_name(key, api_version).partition(f".{key.kind}.")[0]
+        if (
+            not key.namespace
+            and name.startswith(f"{head}.{key.kind}.")
+            and name.endswith(f".{key.name}")
+        ):
+            namespace = name[len(f"{head}.{key.kind}.") : -len(f".{key.name}")]
+            return ObjectKey(key.group, key.kind, namespace, key.name)
+    return ObjectKey("", "object", "", name)
+
+
+def parse_unified_diff(text: str, objects: Mapping[ObjectKey, str]) -> list[Change]:
+    """The objects of `kubectl diff`'s output (`diff -u -N LIVE MERGED`), each with its hunks; an
+    object whose LIVE side is empty (every hunk `@@ -0,0 ...`) is one the apply would create.
+    `objects` maps each object sent to its apiVersion."""
+    changes: list[Change] = []
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if not (line.startswith("--- ") and index + 1 < len(lines)):
+            index += 1
+            continue
+        if not lines[index + 1].startswith("+++ "):
+            index += 1
+            continue
+        target = lines[index + 1][4:].split("\t")[0]
+        key = _key_for_file(Path(target).name, objects)
+        index += 2
+        body: list[str] = []
+        created = True
+        while index < len(lines) and (match := _HUNK.match(lines[index])):
+            old_count = int(match.group(1) if match.group(1) is not None else 1)
+            new_count = int(match.group(2) if match.group(2) is not None else 1)
+            created = created and old_count == 0
+            body.append(lines[index])
+            index += 1
+            while (old_count > 0 or new_count > 0) and index < len(lines):
+                hunk_line = lines[index]
+                index += 1
+                if hunk_line.startswith("\\"):
+                    continue
+                body.append(hunk_line)
+                if not hunk_line.startswith("+"):
+                    old_count -= 1
+                if not hunk_line.startswith("-"):
+                    new_count -= 1
+        changes.append(Change(key, created, tuple(body)))
+    return changes
+
+
+def secret_summary(change: Change) -> str:
+    """What may be said of a Secret's diff: which keys change, never a value (kubectl masks
+    `data` only, and an annotation such as last-applied-configuration can hold the values)."""
+    keys: dict[str, set[str]] = {}
+    other = 0
+    for line in change.lines:
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---")):
+            match = _MASKED.match(line)
+            if match:
+                keys.setdefault(match.group(2), set()).add(match.group(1))
+            else:
+                other += 1
+    if change.created:
+        return f"{len(keys)} key(s): {', '.join(sorted(keys)) or 'none'} (values hidden)"
+    added = sorted(k for k, signs in keys.items() if signs == {"+"})
+    removed = sorted(k for k, signs in keys.items() if signs == {"-"})
+    changed = sorted(k for k, signs in keys.items() if signs == {"+", "-"})
+    parts = [
+        f"{label} {', '.join(names)}"
+        for label, names in (("adds", added), ("removes", removed), ("changes", changed))
+        if names
+    ]
+    if other:
+        parts.append(f"{other} other line(s) differ")
+    return "; ".join(parts or ["differs"]) + " (values hidden)"
+
+
+def _kubectl_environment() -> dict[str, str]:
+    # KUBECTL_EXTERNAL_DIFF would replace `diff -u -N` with the user's program (kubectl's
+    # DiffProgram.getCommand), whose output could not be read here.
+    return {k: v for k, v in os.environ.items() if k != "KUBECTL_EXTERNAL_DIFF"}
+
+
+def _read_inventory(
+    package: LoadedPackage, cluster: clusterops.Cluster, deadline: float
+) -> tuple[list[ObjectKey] | None, str, list[str]]:
+    """(the inventory's objects, or None when the cluster has none yet; error; its details)."""
+    inventory = package.inventory
+    argv = [
+        "kubectl",
+        *cluster.flags(),
+        "get",
+        "resourcegroups.kpt.dev",
+        inventory.name,
+        "-n",
+        inventory.namespace,
+        "-o",
+        "json",
+    ]
+    ran = clusterops.run_bounded(argv, deadline=deadline)
+    if ran.killed:
+        return None, "killed", []
+    if ran.returncode != 0:
+        reason = " ".join(ran.last_lines(3))
+        # No ResourceGroup, or no ResourceGroup CRD (kpt installs it on the first apply).
+        if "(NotFound)" in reason or "doesn't have a resource type" in reason:
+            return None, "", []
+        return None, "kubectl get resourcegroups.kpt.dev failed", ran.last_lines()
+    try:
+        return inventory_objects(json.loads(ran.stdout)), "", []
+    except (ValueError, PruneInputError) as error:
+        return None, f"the ResourceGroup {inventory.namespace}/{inventory.name}: {error}", []
+
+
+def _live_objects(
+    candidates: Iterable[ObjectKey], cluster: clusterops.Cluster, deadline: float
+) -> tuple[dict[ObjectKey, Mapping[str, Any]], str, list[str]]:
+    """The prune candidates that still exist, one `kubectl get` per namespace."""
+    by_namespace: dict[str, list[ObjectKey]] = {}
+    for key in candidates:
+        by_namespace.setdefault(key.namespace, []).append(key)
+    found: dict[ObjectKey, Mapping[str, Any]] = {}
+    for namespace, keys in sorted(by_namespace.items()):
+        argv = [
+            "kubectl",
+            *cluster.flags(),
+            "get",
+            *(key.kubectl_resource for key in keys),
+            *(["-n", namespace] if namespace else []),
+            "-o",
+            "json",
+            "--ignore-not-found",
+        ]
+        ran = clusterops.run_bounded(argv, deadline=deadline)
+        if ran.killed:
+            return found, "killed", []
+        if ran.returncode != 0:
+            return found, "kubectl get (objects to prune) failed", ran.last_lines()
+        if not ran.stdout.strip():
+            continue
+        document = json.loads(ran.stdout)
+        items = document.get("items", []) if document.get("kind") == "List" else [document]
+        for item in items:
+            found[ObjectKey.of(item)] = item
+    return found, "", []
+
+
+def _crd_kinds(objects: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    """(group, kind) of every CustomResourceDefinition among the objects."""
+    kinds = set()
+    for document in objects:
+        if document.get("kind") == "CustomResourceDefinition":
+            spec = document.get("spec") or {}
+            kinds.add((str(spec.get("group", "")), str((spec.get("names") or {}).get("kind"))))
+    return kinds
+
+
+def _needs_own_prerequisite(
+    ran: clusterops.Ran, objects: Sequence[Mapping[str, Any]]
+) -> dict[ObjectKey, str]:
+    """Objects the server could not dry-run because a CRD or Namespace of the same package does
+    not exist yet (kubectl's `no matches for kind` / `namespaces "x" not found`), each with the
+    reason; empty when the failure has another cause."""
+    provided = _crd_kinds(objects)
+    kinds = {(version.rpartition("/")[0], kind) for kind, version in _NO_MATCH.findall(ran.stderr)}
+    created = {
+        str((o.get("metadata") or {}).get("name")) for o in objects if o.get("kind") == "Namespace"
+    }
+    namespaces = set(_NO_NAMESPACE.findall(ran.stderr))
+    if not (kinds or namespaces) or not kinds <= provided or not namespaces <= created:
+        return {}
+    later = {}
+    for document in objects:
+        key = ObjectKey.of(document)
+        if kinds and (key.group, key.kind) in provided:
+            later[key] = "after its CustomResourceDefinition, created by this package"
+        elif key.namespace in namespaces:
+            later[key] = "after its Namespace, created by this package"
+    return later
+
+
+def _kubectl_diff(
+    package: LoadedPackage,
+    objects: Sequence[Mapping[str, Any]],
+    cluster: clusterops.Cluster,
+    deadline: float,
+) -> clusterops.Ran:
+    server_side = package.spec.server_side
+    argv = [
+        "kubectl",
+        *cluster.flags(),
+        "diff",
+        "--server-side",
+        f"--field-manager={_KPT_FIELD_MANAGER}",
+        # kpt's client-side apply overwrites whatever another manager set, so the dry run may
+        # force too; a server-side kpt apply would stop at such a conflict, and so does this.
+        *([] if server_side else ["--force-conflicts"]),
+        "-f",
+        "-",
+    ]
+    stdin = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
+    return clusterops.run_bounded(
+        argv, deadline=deadline, stdin_text=stdin, env=_kubectl_environment()
+    )
+
+
+def diff_package(
+    package: LoadedPackage, cluster: clusterops.Cluster, deadline: float
+) -> PackageDiff:
+    """The object-level difference between the package's files and the cluster."""
+    result = PackageDiff()
+    try:
+        objects = package_objects(package)
+        keys = {ObjectKey.of(o): str(o.get("apiVersion")) for o in objects}
+    except (OSError, yaml.YAMLError, PruneInputError) as error:
+        result.error = f"cannot read the package's files: {error}"
+        return result
+    inventory, result.error, result.details = _read_inventory(package, cluster, deadline)
+    if result.error:
+        return result
+    result.deployed = inventory is not None
+    ran = _kubectl_diff(package, objects, cluster, deadline)
+    # kubectl stops at the first object the server cannot dry-run; one retry per cause at most.
+    for _ in range(2):
+        later = _needs_own_prerequisite(ran, objects) if ran.returncode > 1 else {}
+        if not later:
+            break
+        result.deferred.extend(later.items())  # in file order
+        objects = [o for o in objects if ObjectKey.of(o) not in later]
+        ran = _kubectl_diff(package, objects, cluster, deadline)
+    if ran.killed:
+        result.error = "killed"
+        return result
+    if ran.returncode > 1:
+        result.error = f"kubectl diff failed (exit {ran.returncode})"
+        result.details = ran.last_lines()
+        return result
+    result.changes = parse_unified_diff(ran.stdout, keys)
+    if ran.returncode == 1 and not result.changes:
+        result.error = "kubectl diff reported differences but printed no diff"
+        result.details = ran.last_lines()
+        return result
+    if inventory:
+        candidates = prune_candidates(inventory, keys)
+        live, result.error, result.details = _live_objects(candidates, cluster, deadline)
+        if not result.error:
+            result.prune = plan_prune(inventory, keys, live, package.inventory.inventory_id)
+    return result
+
+
+def _cut(line: str) -> str:
+    return line if len(line) <= _LONGEST_LINE else f"{line[:_LONGEST_LINE]}... (line cut)"
+
+
+def render(name: str, result: PackageDiff, bound: str) -> list[str]:
+    """The package's lines: a verdict, then one entry per object."""
+    if result.error == "killed":
+        return [f"{name:<16} NOT CHECKED (stopped at {bound})"]
+    if result.error:
+        return [f"{name:<16} ERROR: {result.error}", *(f"    {_cut(d)}" for d in result.details)]
+    created = [c for c in result.changes if c.created]
+    changed = [c for c in result.changes if not c.created]
+    counts = [
+        f"{count} to {verb}"
+        for count, verb in (
+            (len(changed), "change"),
+            (len(created) + len(result.deferred), "create"),
+            (len(result.prune.prune), "prune"),
+        )
+        if count
+    ]
+    verdict = ", ".join(counts) if counts else "in sync"
+    if not result.deployed:
+        verdict = f"not deployed yet: {verdict}"
+    lines = [f"{name:<16} {verdict}"]
+    for change in changed:
+        if change.key.kind == "Secret":
+            lines.append(f"  ~ {change.key}: {secret_summary(change)}")
+        else:
+            lines.append(f"  ~ {change.key}")
+            lines.extend(f"      {_cut(line)}" for line in change.lines)
+    for change in created:
+        secret = f": {secret_summary(change)}" if change.key.kind == "Secret" else ""
+        lines.append(f"  + {change.key}{secret}")
+    for key, reason in result.deferred:
+        lines.append(f"  + {key} ({reason})")
+    for key in result.prune.prune:
+        lines.append(f"  - {key} (pruned: in the cluster's inventory, no longer in the files)")
+    for key, reason in result.prune.kept:
+        lines.append(f"  = {key} (left the files; kpt keeps it: {reason})")
+    for key in result.prune.gone:
+        lines.append(f"  = {key} (left the files and the cluster; only the inventory forgets it)")
+    return lines
+
+
+def packages_in_preview(text: str, names: Sequence[str]) -> set[str]:
+    """The packages whose resources `pulumi preview --json` creates, updates or replaces.
+
+    A step's URN is `urn:pulumi:STACK::PROJECT::TYPE::NAME`; a package's component has the type
+    token of KptPackage and its name, its children a type under it (`KptPackage$...`) and a name
+    that starts with the package's (`headscale-apply`). Raises ValueError when `text` holds no
+    preview (pulumi failed: its own errors are above).
+    """
+    start = next((m.start() for m in re.finditer(r"(?m)^\{", text)), -1)
+    if start < 0:
+        raise ValueError("pulumi preview --json printed no preview (see pulumi's errors above)")
+    try:
+        digest, _ = json.JSONDecoder().raw_decode(text[start:])
+    except ValueError as error:
+        raise ValueError(f"pulumi preview --json printed no readable preview: {error}") from None
+    found = set()
+    by_length = sorted(names, key=len, reverse=True)
+    for step in digest.get("steps") or []:
+        parts = str(step.get("urn", "")).split("::")
+        if step.get("op") not in _CHANGING_OPS or len(parts) < 4:
+            continue
+        type_chain, resource = parts[2], "::".join(parts[3:])
+        if type_chain != PACKAGE_TYPE and not type_chain.startswith(f"{PACKAGE_TYPE}$"):
+            continue
+        owner = next((n for n in by_length if resource == n or resource.startswith(f"{n}-")), "")
+        if owner:
+            found.add(owner)
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="make diff",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to read")
+    parser.add_argument("--catalog-dir", help="read the catalog here instead of catalogDir")
+    parser.add_argument("--package", help="diff only this package (PACKAGE=)")
+    parser.add_argument(
+        "--timeout", default=clusterops.DEFAULT_TIMEOUT, help="bound on the whole run (5m)"
+    )
+    parser.add_argument(
+        "--jobs", default=str(clusterops.DEFAULT_JOBS), help="packages diffed at once"
+    )
+    parser.add_argument("--after-preview", help="pulumi preview --json output ('-': stdin)")
+    parser.add_argument("--drift", action="store_true", help="with --after-preview: every package")
+    args = parser.parse_args(argv)
+    overrides = {"catalogDir": args.catalog_dir} if args.catalog_dir else {}
+    try:
+        timeout = clusterops.parse_timeout(args.timeout)
+        jobs = clusterops.parse_jobs(args.jobs)
+        catalog = load_stack_catalog(args.stack, overrides)
+    except (ConfigError, ValueError) as error:
+        print(error, file=sys.stderr)
+        return EXIT_ERROR
+    names = [package.spec.name for package in catalog.packages]
+    if args.package and args.package not in names:
+        print(
+            f"PACKAGE: no package {args.package!r} in stack {args.stack}; "
+            f"expected one of {', '.join(names)}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    selected = [args.package] if args.package else names
+    if args.after_preview:
+        source = Path(args.after_preview)
+        try:
+            text = sys.stdin.read() if args.after_preview == "-" else source.read_text()
+            changing = set(names) if args.drift else packages_in_preview(text, names)
+        except (OSError, ValueError) as error:
+            print(f"make preview: {error}", file=sys.stderr)
+            return EXIT_ERROR
+        selected = [name for name in selected if name in changing]
+        print("\nObjects each package's apply would change (make diff):", flush=True)
+        if not selected:
+            print("no package is created or updated: no objects change (DRIFT=1 checks them all)")
+            return EXIT_IN_SYNC
+    deadline = time.monotonic() + timeout
+    bound = clusterops.bound_text(timeout)
+    cluster = clusterops.cluster_of(catalog.config)
+    print(f"stack {args.stack}: {cluster.describe()}", flush=True)
+    reason = clusterops.unreachable_reason(cluster, deadline)
+    if reason:
+        print(f"cluster unreachable ({cluster.describe()}): {reason}", flush=True)
+        return EXIT_ERROR
+    by_name = {package.spec.name: package for package in catalog.packages}
+
+    def check(name: str, until: float) -> PackageDiff:
+        return diff_package(by_name[name], cluster, until)
+
+    def show(name: str, result: PackageDiff) -> None:
+        print("\n".join(render(name, result, bound)), flush=True)
+
+    results = clusterops.run_in_deploy_order(
+        selected, check, jobs=jobs, deadline=deadline, show=show
+    )
+    errors = sum(1 for r in results.values() if r.error)
+    differ = sum(1 for r in results.values() if not r.error and r.differences)
+    summary = f"{len(results) - errors - differ} of {len(results)} package(s) in sync"
+    print(
+        summary
+        + (f", {differ} differ" if differ else "")
+        + (f", {errors} failed" if errors else "")
+    )
+    if errors:
+        return EXIT_ERROR
+    if differ and not args.after_preview:
+        return EXIT_DIFFERENCES
+    return EXIT_IN_SYNC
+
+
+if __name__ == "__main__":
+    sys.exit(main())
