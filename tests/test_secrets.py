@@ -19,6 +19,7 @@ from components.secrets import Workload, mounting_workloads
 from tests import test_make
 from tests.harness import ROOT, ProgramRun, Registration, run_program
 from tests.test_make import Sandbox
+from tools import stackfile
 
 SECRET_TYPE = "kubernetes:core/v1:Secret"  # noqa: S105 - a type token, not a password
 SECRET = "tailscale-secret-operator-oauth"  # noqa: S105 - a resource name
@@ -686,3 +687,21 @@ def test_with_its_passphrase_the_stack_holding_the_credentials_deploys(sandbox: 
     assert result.returncode == 0, result.stderr
     assert sandbox.calls()[-1]["argv"][:1] == ["up"]
     assert sandbox.calls()[-1]["passphrase"] == "correct horse"  # noqa: S105 - made up
+
+
+def test_the_offline_views_read_a_stack_file_holding_the_credentials(stack_project: Path) -> None:
+    """`make plan`, `status` and `diff` read the stack file themselves: its `secure:` values
+    are known keys there too, and their (encrypted) values are never needed."""
+    (stack_project / "Pulumi.dev.yaml").write_text(
+        "\n".join(STACK_FILE_WITH_CREDENTIALS.splitlines()[:3])
+        + f"\n  kpt-catalog:catalogDir: {ROOT / 'examples' / 'catalog'}\n"
+        + "\n".join(STACK_FILE_WITH_CREDENTIALS.splitlines()[4:])
+        + "\n"
+    )
+
+    config = stackfile.load_stack_config("dev")
+
+    assert secret_config_keys(config) == set(VALUES)
+    # ...and one no package reads is still a misspelt key.
+    with pytest.raises(ConfigError, match=r"kpt-catalog:tailscaleOauthClientIdd: unknown key"):
+        stackfile.load_stack_config("dev", {"tailscaleOauthClientIdd": {"secure": "v1:x"}})
