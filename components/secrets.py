@@ -14,9 +14,11 @@ Children this adds to a package (`KptPackage` calls `declare_secrets`, then `dec
 
 - `<package>-wait-namespace`: `kubectl wait --for=create namespace/<ns>` for each namespace of
   the package's Secrets. The namespace belongs to the kpt package, so nothing else creates it:
-  the gate runs beside `kpt live apply` (it depends on what the apply depends on, not on the
-  apply), sees kpt create the namespace, and lets the Secret be created while kpt waits for the
-  workloads that mount it to become ready. With the Secret created only after the apply, a fresh
+  the gate runs beside `kpt live apply` (it depends on what the apply depends on, the package's
+  `<package>-inventory` among them, never on the apply), sees kpt create the namespace, and lets
+  the Secret be created while kpt waits for the workloads that mount it to become ready. On
+  destroy the Secret, then the gate, go before the inventory's `kpt live destroy` removes the
+  namespace. With the Secret created only after the apply, a fresh
   cluster would never come up: the workload cannot start without it, and the apply waits for it.
 - `<package>-secret-<name>`: the native Secret (type Opaque, `stringData` from the secret config
   values), after the gate. The package's native manifests depend on it, so `pulumi destroy`
@@ -179,7 +181,11 @@ def _dicts(value: object) -> list[dict[str, Any]]:
 
 
 def _workload_of(document: object) -> tuple[Workload, set[str]] | None:
-    if not isinstance(document, dict) or document.get("kind") not in _WORKLOAD_KINDS:
+    if (
+        not isinstance(document, dict)
+        or document.get("kind") not in _WORKLOAD_KINDS
+        or not str(document.get("apiVersion", "")).startswith("apps/")
+    ):
         return None
     metadata = document.get("metadata")
     spec = document.get("spec")

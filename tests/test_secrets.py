@@ -433,6 +433,14 @@ spec:
       volumes: [{name: v, secret: {secretName: creds}}]
       containers: [{name: c, image: i}]
 ---
+apiVersion: example.com/v1
+kind: Deployment
+metadata: {name: a-custom-kind-of-that-name, namespace: ns}
+spec:
+  template:
+    spec:
+      volumes: [{name: v, secret: {secretName: creds}}]
+---
 apiVersion: batch/v1
 kind: Job
 metadata: {name: not-restartable, namespace: ns}
