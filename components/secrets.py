@@ -288,7 +288,12 @@ def declare_secrets(
         kubernetes.core.v1.Secret(
             f"{spec.name}-secret-{secret.name}",
             metadata=kubernetes.meta.v1.ObjectMetaArgs(
-                name=secret.name, namespace=secret.namespace
+                name=secret.name,
+                namespace=secret.namespace,
+                # The stack owns these values: taking over a Secret made by hand (kubectl create)
+                # with other values must not fail on a field-manager conflict (pulumi-kubernetes
+                # provider/pkg/await/await.go, patchForce: this annotation forces the apply).
+                annotations={"pulumi.com/patchForce": "true"},
             ),
             type="Opaque",
             string_data=dict(values[secret.name]),

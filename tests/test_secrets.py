@@ -87,7 +87,12 @@ def test_the_secret_is_a_native_secret_whose_values_are_registered_as_secrets(
     secret = run.by_name(SECRET)
 
     assert secret.type == SECRET_TYPE
-    assert secret.inputs["metadata"] == {"name": "operator-oauth", "namespace": "tailscale-system"}
+    assert secret.inputs["metadata"] == {
+        "name": "operator-oauth",
+        "namespace": "tailscale-system",
+        # A hand-made Secret with other values is taken over, not refused on a conflict.
+        "annotations": {"pulumi.com/patchForce": "true"},
+    }
     assert secret.inputs["type"] == "Opaque"
     assert _is_secret(secret.inputs["stringData"])
     assert secret.inputs["stringData"]["value"] == {
