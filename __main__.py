@@ -11,6 +11,7 @@ from pulumi.runtime import config as runtime_config
 from components.catalog import load
 from components.config import graph_and_stack, structured_getter
 from components.kpt_package import KptPackage, KptPackageArgs
+from components.secrets import check_secret_config, secret_values
 
 PROJECT_DIR = Path(__file__).resolve().parent
 NAMESPACE = "kpt-catalog:"
@@ -37,6 +38,16 @@ config = catalog.config
 for warning in (*source_warnings, *catalog.warnings):
     pulumi.log.warn(warning)
 
+# Credentials: every value a declared Secret reads is set, and set with --secret, before anything
+# is registered. The language host marks those keys (pulumi-language-python-exec:
+# set_all_config(config, get_config_secret_keys_env()); read by pulumi.runtime.is_config_secret).
+stack_config = pulumi.Config("kpt-catalog")
+check_secret_config(
+    config,
+    stack_config.get,
+    lambda key: pulumi.runtime.is_config_secret(stack_config.full_key(key)),
+)
+
 # One explicit provider, with the same kubeconfig and context kpt and kubectl get, as written:
 # the provider expands `~` and reads a relative path from its working directory, the project
 # directory (pulumi-kubernetes provider/pkg/provider/util.go, parseKubeconfigString; the engine
@@ -48,6 +59,14 @@ provider = kubernetes.Provider(
     kubeconfig=config.kubeconfig,
     context=config.context,
     cluster_identifier=config.cluster_identifier,
+    # Taking over a running cluster: an object that exists already (the Connector `kubectl apply`
+    # made) is server-side applied in place, never refused, deleted or recreated
+    # (pulumi-kubernetes provider/pkg/await/await.go: with server-side apply and this option,
+    # create is an apply PATCH).
+    upsert_existing_objects=True,
+    # A changed Secret value is an update of the Secret, not a delete and create
+    # (provider/pkg/provider/diff.go: forceNewProperties replaces Secrets without it).
+    enable_secret_mutable=True,
 )
 
 deployed: dict[str, KptPackage] = {}
@@ -55,7 +74,15 @@ for package in catalog.packages:  # deploy order: everything a package needs exi
     needs = tuple(deployed[need] for need in package.spec.needs)
     deployed[package.spec.name] = KptPackage(
         package.spec.name,
-        KptPackageArgs(package=package, config=config, provider=provider, needs=needs),
+        KptPackageArgs(
+            package=package,
+            config=config,
+            provider=provider,
+            needs=needs,
+            secret_values={
+                secret.name: secret_values(stack_config, secret) for secret in package.spec.secrets
+            },
+        ),
         pulumi.ResourceOptions(depends_on=list(needs), protect=package.spec.protect),
     )
 

@@ -29,12 +29,14 @@ __all__ = [
     "ConfigSource",
     "ManifestSpec",
     "PackageSpec",
+    "SecretSpec",
     "WaitSpec",
     "format_duration",
     "graph_and_stack",
     "local_path",
     "parse_config",
     "parse_duration",
+    "secret_config_keys",
     "structured_getter",
 ]
 
@@ -74,12 +76,20 @@ _PACKAGE_KEYS = frozenset(
         "waitBefore",
         "waitAfter",
         "manifests",
+        "adopt",
+        "secrets",
         "formerNames",
         "allowPrune",
     }
 )
 _WAIT_KEYS = frozenset({"resource", "for", "namespace", "selector", "timeout", "report"})
 _MANIFEST_KEYS = frozenset({"file", "waitFor", "timeout"})
+_SECRET_KEYS = frozenset({"name", "namespace", "data"})
+# A Secret's name is a DNS subdomain; its data keys are what the API server accepts.
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_SECRET_DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+# A key of the stack's `kpt-catalog:` namespace, as `pulumi config set` accepts it.
+_CONFIG_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # Go's time.ParseDuration, which kpt and kubectl use for every timeout: an optional sign, then
 # one or more decimal numbers each with a unit (go/src/time/format.go, ParseDuration).
@@ -159,6 +169,23 @@ class ManifestSpec:
 
 
 @dataclass(frozen=True)
+class SecretSpec:
+    """A Kubernetes Secret whose values come from stack config set with `--secret`."""
+
+    name: str
+    """The Secret's name (`operator-oauth`)."""
+    namespace: str
+    """Its namespace; the package creates it (or it already exists)."""
+    data: tuple[tuple[str, str], ...]
+    """(key in the Secret, `kpt-catalog:` config key holding its value), in the order written."""
+
+    @property
+    def config_keys(self) -> tuple[str, ...]:
+        """The stack config keys this Secret's values come from."""
+        return tuple(config_key for _secret_key, config_key in self.data)
+
+
+@dataclass(frozen=True)
 class PackageSpec:
     """One kpt package of the catalog and its place in the graph."""
 
@@ -184,6 +211,11 @@ class PackageSpec:
     """Gates run after the apply (rollouts, CRDs Established, LoadBalancer addresses)."""
     manifests: tuple[ManifestSpec, ...]
     """Native Kubernetes resources created after `wait_after`."""
+    adopt: bool = False
+    """Apply with `--inventory-policy=adopt`: kpt takes over objects that exist in the cluster
+    outside any inventory (default: kpt's `strict`, which skips them)."""
+    secrets: tuple[SecretSpec, ...] = ()
+    """Kubernetes Secrets the package's workloads need, their values from secret stack config."""
     former_names: tuple[str, ...] = ()
     """Names the package had before: its component and children carry aliases to them, so a
     rename changes nothing in the cluster."""
@@ -442,6 +474,80 @@ def _parse_reapply(
     return tokens
 
 
+def _parse_secret(problems: _Problems, key: str, raw: object) -> SecretSpec | None:
+    if not isinstance(raw, dict):
+        problems.add(key, f"expected an object with name, namespace and data, found {raw!r}")
+        return None
+    problems.unknown_keys(key, raw, _SECRET_KEYS)
+    name = problems.string(f"{key}.name", raw.get("name"), required=True)
+    if name and not (_DNS_SUBDOMAIN.match(name) and len(name) <= 253):
+        problems.add(f"{key}.name", f"{name!r} is not a Kubernetes object name (a DNS subdomain)")
+    namespace = problems.string(f"{key}.namespace", raw.get("namespace"), required=True)
+    if namespace and not _DNS_LABEL.match(namespace):
+        problems.add(f"{key}.namespace", f"{namespace!r} is not a namespace name (a DNS label)")
+    data = raw.get("data")
+    if not isinstance(data, dict) or not data:
+        problems.add(
+            f"{key}.data",
+            "expected a mapping of Secret key to stack config key, such as "
+            f"{{client_id: tailscaleOauthClientId}}, found {data!r}",
+        )
+        data = {}
+    pairs: list[tuple[str, str]] = []
+    for secret_key, config_key in data.items():
+        where = f"{key}.data.{secret_key}"
+        if not isinstance(secret_key, str) or not _SECRET_DATA_KEY.match(secret_key):
+            problems.add(where, "a Secret key may hold only letters, digits, '-', '_' and '.'")
+        elif not isinstance(config_key, str) or not _CONFIG_KEY.match(config_key):
+            problems.add(
+                where,
+                "expected the name of a kpt-catalog: stack config key set with "
+                f"`pulumi config set --secret`, found {config_key!r}",
+            )
+        elif config_key in CONFIG_KEYS:
+            problems.add(
+                where, f"{config_key!r} is a setting of this program, not a place for a secret"
+            )
+        else:
+            pairs.append((secret_key, config_key))
+    return SecretSpec(name=name, namespace=namespace, data=tuple(pairs))
+
+
+def _parse_secrets(problems: _Problems, key: str, raw: object) -> tuple[SecretSpec, ...]:
+    parsed = (
+        _parse_secret(problems, f"{key}[{i}]", s) for i, s in enumerate(problems.listing(key, raw))
+    )
+    return tuple(s for s in parsed if s is not None)
+
+
+def _check_secrets(problems: _Problems, packages: Sequence[PackageSpec]) -> None:
+    """One Secret, one owner: two declarations of one namespace/name would fight over its data."""
+    owners: dict[tuple[str, str], str] = {}
+    for index, package in enumerate(packages):
+        names = [secret.name for secret in package.secrets]
+        for s_index, secret in enumerate(package.secrets):
+            if secret.name and names.index(secret.name) != s_index:
+                problems.add(
+                    f"packages[{index}].secrets[{s_index}].name",
+                    f"{secret.name!r} is also the name of secrets[{names.index(secret.name)}]; "
+                    f"the Secrets of one package need distinct names (each is the Pulumi "
+                    f"resource {package.name}-secret-<name>)",
+                )
+            where = (secret.namespace, secret.name)
+            if where in owners:
+                problems.add(
+                    f"packages[{index}].secrets[{s_index}]",
+                    f"Secret {secret.namespace}/{secret.name} is also declared by {owners[where]}; "
+                    "declare it once",
+                )
+            owners.setdefault(where, f"packages[{index}] ({package.name!r})")
+
+
+def secret_config_keys(config: CatalogConfig) -> frozenset[str]:
+    """The `kpt-catalog:` stack config keys the catalog's Secrets read (set with `--secret`)."""
+    return frozenset(k for p in config.packages for s in p.secrets for k in s.config_keys)
+
+
 def _parse_package(problems: _Problems, key: str, raw: object) -> PackageSpec | None:
     if not isinstance(raw, dict):
         problems.add(key, f"expected an object with name and path, found {raw!r}")
@@ -498,6 +604,8 @@ def _parse_package(problems: _Problems, key: str, raw: object) -> PackageSpec | 
         wait_before=gates("waitBefore"),
         wait_after=gates("waitAfter"),
         manifests=tuple(m for m in manifests if m is not None),
+        adopt=problems.boolean(f"{key}.adopt", raw.get("adopt")),
+        secrets=_parse_secrets(problems, f"{key}.secrets", raw.get("secrets")),
         former_names=tuple(o for o in former if isinstance(o, str) and _DNS_LABEL.match(o)),
         allow_prune=_parse_allow_prune(problems, f"{key}.allowPrune", raw.get("allowPrune")),
     )
@@ -574,8 +682,9 @@ def parse_config(
     `components.graph`; files by `components.scan`.
     """
     problems = _Problems()
+    given: frozenset[str] = frozenset()
     if isinstance(get, Mapping):
-        _unknown_top_level_keys(problems, get)
+        given = frozenset(get)
         get = get.get
     catalog_dir = problems.string("catalogDir", get("catalogDir"), default=DEFAULT_CATALOG_DIR)
     # Never empty: an empty kubeconfig would be filled from the shell that runs a later destroy.
@@ -615,6 +724,14 @@ def parse_config(
         problems.add("packages", "expected at least one package, found an empty list")
     _check_names(problems, packages)
     reapply_tokens = _parse_reapply(problems, get("reapply"), packages)
+    _check_secrets(problems, packages)
+    # The keys the packages' Secrets read are the stack's too (set with --secret); reported
+    # first, as before they were known.
+    unknown = _Problems()
+    _unknown_top_level_keys(
+        unknown, given - {k for p in packages for s in p.secrets for k in s.config_keys}
+    )
+    problems.items[:0] = unknown.items
     config = CatalogConfig(
         catalog_dir=local_path(catalog_dir, base_dir),
         kubeconfig=kubeconfig,

@@ -9,6 +9,10 @@ one needs, so the edges are explicit in state):
 3. `<package>-wait-after`   readiness gates after the apply (only when configured)
 4. `<package>-<kind>-<name>` native Kubernetes objects from `manifests`
 
+With `secrets` (see `components/secrets.py`): `<package>-wait-namespace` and
+`<package>-secret-<name>` beside the apply, before the native objects; `<package>-restart`
+after the apply, which restarts the workloads that use a Secret when one of its values changes.
+
 Why it is built this way:
 - A change of the package's files must be an *update* that re-runs the apply, never a
   replacement (a replacement of a kpt Command runs `kpt live destroy`). So the digest goes into
@@ -24,7 +28,8 @@ Why it is built this way:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -33,8 +38,9 @@ import pulumi_kubernetes as kubernetes
 
 from components import kptstep
 from components.catalog import LoadedPackage
-from components.config import CatalogConfig, WaitSpec
+from components.config import CatalogConfig, PackageSpec, WaitSpec
 from components.environment import apply_environment, gate_environment, inventory_environment
+from components.secrets import declare_restart, declare_secrets, mounting_workloads
 
 __all__ = ["KptPackage", "KptPackageArgs", "KubernetesObject"]
 
@@ -60,6 +66,8 @@ class KptPackageArgs:
     """The explicit provider for native manifests (same kubeconfig and context as kpt)."""
     needs: tuple[pulumi.Resource, ...] = ()
     """Components of the packages this one needs; its first step waits for all of them."""
+    secret_values: Mapping[str, Mapping[str, pulumi.Output[str]]] = field(default_factory=dict)
+    """Data of each of the package's `secrets`, by Secret name: key -> secret config value."""
 
 
 class KubernetesObject(pulumi.CustomResource):
@@ -122,13 +130,26 @@ class KptPackage(pulumi.ComponentResource):
 
         before = self._gate(args, child, "wait-before", spec.wait_before, upstream)
         upstream = [inventory] if before is None else [inventory, before]
+        secrets = declare_secrets(
+            package,
+            args.config,
+            provider=args.provider,
+            values=args.secret_values,
+            parent=child,
+            beside_apply=upstream,
+            rollback=[inventory],
+        )
 
         apply_deadline = spec.apply_timeout + spec.reconcile_timeout + _BACKSTOP_SECONDS
         apply = command.local.Command(
             f"{name}-apply",
             create=_APPLY,
             update=_APPLY,
-            environment={**apply_environment(package, args.config), **stack},
+            environment={
+                **apply_environment(package, args.config),
+                **stack,
+                **_inventory_policy(spec),
+            },
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions.merge(
                 child,
@@ -141,6 +162,15 @@ class KptPackage(pulumi.ComponentResource):
             ),
         )
         upstream = [apply]
+        if secrets:
+            declare_restart(
+                package,
+                args.config,
+                workloads=mounting_workloads(package.directory, spec.secrets),
+                values=args.secret_values,
+                parent=child,
+                after=[apply, *secrets],
+            )
 
         after = self._gate(args, child, "wait-after", spec.wait_after, upstream)
         if after is not None:
@@ -158,7 +188,9 @@ class KptPackage(pulumi.ComponentResource):
                         child,
                         pulumi.ResourceOptions(
                             provider=args.provider,
-                            depends_on=upstream,
+                            # After the Secrets: deleted before them (an operator may need its
+                            # credentials to release the object's finalizer).
+                            depends_on=[*upstream, *secrets],
                             custom_timeouts=pulumi.CustomTimeouts(
                                 create=f"{manifest.timeout}s", update=f"{manifest.timeout}s"
                             ),
@@ -218,6 +250,12 @@ class KptPackage(pulumi.ComponentResource):
                 ),
             ),
         )
+
+
+def _inventory_policy(spec: PackageSpec) -> dict[str, str]:
+    """`adopt: true`: kpt may take over objects outside any inventory. Absent otherwise, so that
+    stacks deployed before the option existed see no change."""
+    return {kptstep.ENV_INVENTORY_POLICY: "adopt"} if spec.adopt else {}
 
 
 def _renamed_from(name: str, former_names: tuple[str, ...]) -> pulumi.ResourceOptions:

@@ -65,6 +65,16 @@ EXAMPLE_PACKAGES: list[dict[str, Any]] = [
         "path": "mesh/tailscale/operator",
         "needs": ["cilium", "kube-vip"],
         "reconcileTimeout": "3m",
+        "secrets": [
+            {
+                "name": "operator-oauth",
+                "namespace": "tailscale-system",
+                "data": {
+                    "client_id": "tailscaleOauthClientId",
+                    "client_secret": "tailscaleOauthClientSecret",
+                },
+            }
+        ],
         "waitAfter": [
             _wait("deployment/operator", "rollout", "3m", namespace="tailscale-system"),
             _wait("crd/connectors.tailscale.com", "condition=Established", "1m"),
@@ -131,6 +141,8 @@ class Registration:
     protect: bool
     replace_on_changes: tuple[str, ...]
     custom_timeouts: dict[str, str]
+    provider: str = ""
+    """The explicit provider reference (`<provider urn>::<id>`), empty for the default one."""
     aliases: tuple[str, ...] = ()
     """The URNs the resource may have had before, as the engine reads the alias specs."""
 
@@ -205,6 +217,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                         "delete": timeouts.delete,
                     },
                     aliases=tuple(_alias_urn(a, request) for a in request.aliases),
+                    provider=_engine_urn(request.provider),
                 )
             )
         return response
@@ -256,9 +269,23 @@ def project_copy(target: Path, packages: object | None = None) -> Path:
     return target
 
 
+def declared_secret_keys(packages: object) -> list[str]:
+    """The config keys the packages' `secrets` read, in order."""
+    keys: list[str] = []
+    for package in packages if isinstance(packages, list) else []:
+        secrets = package.get("secrets") if isinstance(package, dict) else None
+        for secret in secrets if isinstance(secrets, list) else []:
+            data = secret.get("data") if isinstance(secret, dict) else None
+            for key in data.values() if isinstance(data, dict) else []:
+                if isinstance(key, str) and key not in keys:
+                    keys.append(key)
+    return keys
+
+
 def run_program(
     config: Mapping[str, Any],
     *,
+    secrets: Mapping[str, str] | None = None,
     stack: str = "dev",
     command_stdout: Mapping[str, str] | None = None,
     preview: bool = False,
@@ -272,20 +299,35 @@ def run_program(
     `config["packages"]` (the rest is the stack's config); with `packages_in_stack` they stay in
     the stack's config instead. `program` runs another program file, from where it lies.
 
+    `secrets` are config values set as `pulumi config set --secret` sets them; by default a
+    placeholder `test-<key>` for each key the packages' `secrets` read (`{}` for none).
     With `raise_errors=False` an exception is kept in `ProgramRun.error`, beside whatever was
     registered before it (so a test can show that nothing was)."""
+    if secrets is None:
+        graph = program.parent / "packages.yaml" if program is not None else None
+        packages = config.get("packages")
+        if packages is None and graph is not None and graph.is_file():
+            try:  # a test of a broken graph file: the program says what is wrong with it
+                document = yaml.safe_load(graph.read_text())
+            except yaml.YAMLError:
+                document = None
+            packages = document.get("packages") if isinstance(document, dict) else None
+        secrets = {key: f"test-{key}" for key in declared_secret_keys(packages)}
     if program is not None:
-        return _run(program, config, stack, command_stdout, preview, raise_errors)
+        return _run(program, config, secrets, stack, command_stdout, preview, raise_errors)
     stack_config = dict(config)
     packages = None if packages_in_stack else stack_config.pop("packages", None)
     with tempfile.TemporaryDirectory(prefix="kpt-catalog-project-") as scratch:
         project = project_copy(Path(scratch), packages)
-        return _run(project / MAIN.name, stack_config, stack, command_stdout, preview, raise_errors)
+        return _run(
+            project / MAIN.name, stack_config, secrets, stack, command_stdout, preview, raise_errors
+        )
 
 
 def _run(
     program: Path,
     config: Mapping[str, Any],
+    secrets: Mapping[str, str],
     stack: str,
     command_stdout: Mapping[str, str] | None,
     preview: bool,
@@ -296,9 +338,13 @@ def _run(
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(
         {
-            f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value)
-            for key, value in config.items()
-        }
+            **{
+                f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value)
+                for key, value in config.items()
+            },
+            **{f"{PROJECT}:{key}": value for key, value in secrets.items()},
+        },
+        [f"{PROJECT}:{key}" for key in secrets],
     )
     run = ProgramRun(monitor.registrations)
 

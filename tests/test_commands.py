@@ -109,6 +109,8 @@ def test_simulated_up_follows_the_documented_order(
     run = _run_program(config)
     record = tmp_path / "calls.jsonl"
     for command in _commands_in_dependency_order(run):
+        if "create" not in command.inputs:  # runs on update only (the restart of a rotation)
+            continue
         result = _shell(command.inputs["create"], command.inputs["environment"], project, record)
         assert result.returncode == 0, (command.name, result.stderr)
         assert "kpt-catalog-result: " in result.stdout.splitlines()[-1]

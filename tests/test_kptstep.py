@@ -719,7 +719,7 @@ def test_status_names_what_is_not_healthy(record, pids, package):
         (
             "wait",
             {"KPT_CATALOG_PHASE": "after"},
-            "KPT_CATALOG_PHASE must be one of wait-before, wait-after, got 'after'",
+            "KPT_CATALOG_PHASE must be one of wait-before, wait-after, wait-namespace, got 'after'",
         ),
     ],
 )

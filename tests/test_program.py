@@ -44,6 +44,9 @@ DEV_URNS = [
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::tailscale-apply",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::tailscale-wait-after",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$kubernetes:tailscale.com/v1alpha1:Connector::tailscale-connector-cluster-subnet-router",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::tailscale-wait-namespace",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$kubernetes:core/v1:Secret::tailscale-secret-operator-oauth",
+    "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::tailscale-restart",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage::headscale",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::headscale-inventory",
     "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::headscale-apply",
@@ -242,6 +245,9 @@ def test_apply_commands_are_fixed_strings(dev_run: ProgramRun) -> None:
             assert registration.inputs["create"] == "python3 components/kptstep.py inventory"
             assert registration.inputs["update"] == "python3 components/kptstep.py inventory"
             assert registration.inputs["delete"] == "python3 components/kptstep.py destroy"
+        elif registration.name.endswith("-restart"):  # runs on update only
+            assert "create" not in registration.inputs
+            assert registration.inputs["update"] == "python3 components/kptstep.py restart"
         elif registration.type == COMMAND:
             assert registration.inputs["create"] == "python3 components/kptstep.py wait"
             assert "delete" not in registration.inputs, registration.name
@@ -293,8 +299,11 @@ def test_reapply_generation_updates_every_package_without_replacing(
     bumped = run_program({**dev_config, "reapplyGeneration": "2"})
     changed = _changed(before, bumped)
     commands = {r.name for r in before.registrations if r.type == COMMAND}
-    # The inventory Commands hold the rollback: a re-apply never touches them.
-    assert set(changed) == {n for n in commands if not n.endswith("-inventory")}
+    # The inventory Commands hold the rollback: a re-apply never touches them. Nor does it
+    # restart the workloads that use a Secret: only a changed value does.
+    assert set(changed) == {
+        n for n in commands if not n.endswith("-inventory") and n != "tailscale-restart"
+    }
     assert all(keys == {"environment.KPT_CATALOG_GENERATION"} for keys in changed.values())
 
 
@@ -463,7 +472,10 @@ def test_a_renamed_package_keeps_every_urn_through_aliases(dev_config: dict[str,
         "tailscale-operator-apply",
         "tailscale-operator-connector-cluster-subnet-router",
         "tailscale-operator-inventory",
+        "tailscale-operator-restart",
+        "tailscale-operator-secret-operator-oauth",
         "tailscale-operator-wait-after",
+        "tailscale-operator-wait-namespace",
     ]
     # Each resource of the renamed package names the URN it had: the engine then finds it in
     # state, and the rename deletes and creates nothing.

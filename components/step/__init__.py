@@ -7,6 +7,7 @@
 - logs.py      what the user sees on stderr (bounded lines) and the lasting per-package log
 - kpt.py       the kpt runs: apply, status, destroy
 - waits.py     the kubectl gates: wait, rollout status, report
+- restart.py   restarting the workloads that use a rotated Secret
 - commands.py  the sub-commands and the entry point that never lets a traceback escape
 
 Standard library only: the command provider may run this outside the project's virtualenv.

@@ -1,7 +1,8 @@
-"""The sub-commands (``apply``, ``destroy``, ``wait``, ``status``, ``inventory``) and the entry
-point. Every run ends with a one-line reason on failure and the result line, whatever happens:
-a malformed environment exits 2 before anything starts, a failed step exits 1, and no traceback
-ever escapes (an unexpected error is reported by its type and message on one line)."""
+"""The sub-commands (``apply``, ``destroy``, ``wait``, ``status``, ``inventory``, ``restart``)
+and the entry point. Every run ends with a one-line reason on failure and the result line,
+whatever happens: a malformed environment exits 2 before anything starts, a failed step exits 1,
+and no traceback ever escapes (an unexpected error is reported by its type and message on one
+line)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 
-from components.step import contract, kpt, logs, prune, waits
+from components.step import contract, kpt, logs, prune, restart, waits
 from components.step.contract import (
     ENV_APPLY_TIMEOUT,
     ENV_DESTROY_TIMEOUT,
@@ -20,6 +21,7 @@ from components.step.contract import (
     ENV_RECONCILE_TIMEOUT,
     ENV_SERVER_SIDE,
     ENV_WAITS,
+    ENV_WORKLOADS,
     EXIT_BAD_ENV,
     EXIT_FAILED,
     EXIT_OK,
@@ -27,6 +29,7 @@ from components.step.contract import (
     SUBCOMMAND_APPLY,
     SUBCOMMAND_DESTROY,
     SUBCOMMAND_INVENTORY,
+    SUBCOMMAND_RESTART,
     SUBCOMMAND_STATUS,
     SUBCOMMAND_WAIT,
     SUBCOMMANDS,
@@ -41,6 +44,7 @@ __all__ = [
     "run_apply",
     "run_destroy",
     "run_inventory",
+    "run_restart",
     "run_status",
     "run_wait",
 ]
@@ -58,9 +62,17 @@ def _apply(env: Mapping[str, str]) -> Execute:
         raise EnvError(f"{ENV_SERVER_SIDE} must be true or false, got {server_side!r}")
     cluster = contract.cluster(env)
     allow_prune = prune.allowed_prunes(env)
+    policy = contract.inventory_policy(env)
     return lambda: {
         "objects": kpt.apply(
-            package, directory, reconcile, deadline, server_side == "true", cluster, allow_prune
+            package,
+            directory,
+            reconcile,
+            deadline,
+            server_side == "true",
+            cluster,
+            allow_prune=allow_prune,
+            inventory_policy=policy,
         )
     }
 
@@ -93,6 +105,16 @@ def _wait(env: Mapping[str, str]) -> Execute:
     gates = contract.parse_waits(contract.require(env, ENV_WAITS, "a JSON list of waits"))
     cluster = contract.cluster(env)
     return lambda: {"reports": waits.run_waits(package, phase, gates, cluster)}
+
+
+def _restart(env: Mapping[str, str]) -> Execute:
+    package = contract.require(env, ENV_PACKAGE, "the package name")
+    workloads = contract.parse_workloads(
+        contract.require(env, ENV_WORKLOADS, "a JSON list of workloads")
+    )
+    timeout = contract.seconds(env, ENV_RECONCILE_TIMEOUT)
+    cluster = contract.cluster(env)
+    return lambda: {"restarted": restart.restart_workloads(package, workloads, timeout, cluster)}
 
 
 def _status(env: Mapping[str, str]) -> Execute:
@@ -167,6 +189,11 @@ def run_wait(env: Mapping[str, str]) -> int:
     return _run(SUBCOMMAND_WAIT, env, _wait)
 
 
+def run_restart(env: Mapping[str, str]) -> int:
+    """Restart the workloads that use a package's Secrets (the update of ``<package>-restart``)."""
+    return _run(SUBCOMMAND_RESTART, env, _restart)
+
+
 def run_status(env: Mapping[str, str]) -> int:
     """Check without changing anything: every object Current, then the waits if given."""
     return _run(SUBCOMMAND_STATUS, env, _status)
@@ -178,6 +205,7 @@ _RUNNERS: dict[str, Callable[[Mapping[str, str]], int]] = {
     SUBCOMMAND_WAIT: run_wait,
     SUBCOMMAND_STATUS: run_status,
     SUBCOMMAND_INVENTORY: run_inventory,
+    SUBCOMMAND_RESTART: run_restart,
 }
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 _interrupted = False

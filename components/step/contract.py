@@ -23,39 +23,49 @@ __all__ = [
     "ENV_INVENTORY_ID",
     "ENV_INVENTORY_NAME",
     "ENV_INVENTORY_NAMESPACE",
+    "ENV_INVENTORY_POLICY",
     "ENV_KUBECONFIG",
     "ENV_PACKAGE",
     "ENV_PHASE",
     "ENV_REAPPLY",
     "ENV_RECONCILE_TIMEOUT",
+    "ENV_SECRETS_DIGEST",
     "ENV_SERVER_SIDE",
     "ENV_STACK",
     "ENV_VARS",
     "ENV_WAITS",
+    "ENV_WORKLOADS",
     "EXIT_BAD_ENV",
     "EXIT_FAILED",
     "EXIT_OK",
+    "INVENTORY_POLICIES",
     "MAX_SECONDS",
     "MINIMUM_PYTHON",
     "PHASES",
+    "PHASE_NAMESPACE",
     "RESULT_PREFIX",
     "STEP_SCRIPT",
     "SUBCOMMANDS",
     "SUBCOMMAND_APPLY",
     "SUBCOMMAND_DESTROY",
     "SUBCOMMAND_INVENTORY",
+    "SUBCOMMAND_RESTART",
     "SUBCOMMAND_STATUS",
     "SUBCOMMAND_WAIT",
+    "WORKLOAD_KINDS",
     "Cluster",
     "EnvError",
     "Inventory",
     "Wait",
+    "Workload",
     "absolute_dir",
     "cluster",
     "inventory",
+    "inventory_policy",
     "inventory_yaml",
     "parse_result",
     "parse_waits",
+    "parse_workloads",
     "path_variable",
     "phase",
     "require",
@@ -84,6 +94,10 @@ ENV_STACK = "KPT_CATALOG_STACK"  # optional: which stack's log the step appends 
 ENV_ALLOW_PRUNE = "KPT_CATALOG_ALLOW_PRUNE"
 # Optional, never read: the package's re-apply token (only there so that a new one is an update).
 ENV_REAPPLY = "KPT_CATALOG_REAPPLY"
+ENV_INVENTORY_POLICY = "KPT_CATALOG_INVENTORY_POLICY"  # optional: strict (default) or adopt
+ENV_WORKLOADS = "KPT_CATALOG_WORKLOADS"  # restart: the workloads to restart
+# Only there so that a changed Secret value is an update of the restart; never read.
+ENV_SECRETS_DIGEST = "KPT_CATALOG_SECRETS_DIGEST"
 ENV_VARS = (
     ENV_PACKAGE,
     ENV_DIR,
@@ -103,6 +117,9 @@ ENV_VARS = (
     ENV_STACK,
     ENV_ALLOW_PRUNE,
     ENV_REAPPLY,
+    ENV_INVENTORY_POLICY,
+    ENV_WORKLOADS,
+    ENV_SECRETS_DIGEST,
 )
 DEFAULT_STACK = "default"
 
@@ -111,14 +128,20 @@ SUBCOMMAND_DESTROY = "destroy"
 SUBCOMMAND_WAIT = "wait"
 SUBCOMMAND_STATUS = "status"
 SUBCOMMAND_INVENTORY = "inventory"
+SUBCOMMAND_RESTART = "restart"
 SUBCOMMANDS = (
     SUBCOMMAND_APPLY,
     SUBCOMMAND_DESTROY,
     SUBCOMMAND_WAIT,
     SUBCOMMAND_STATUS,
     SUBCOMMAND_INVENTORY,
+    SUBCOMMAND_RESTART,
 )
-PHASES = ("wait-before", "wait-after")
+PHASE_NAMESPACE = "wait-namespace"  # the gate that lets a package's Secrets be created
+PHASES = ("wait-before", "wait-after", PHASE_NAMESPACE)
+INVENTORY_POLICIES = ("strict", "adopt")
+# What `kubectl rollout restart` restarts, as kubectl names the kinds.
+WORKLOAD_KINDS = ("deployment", "daemonset", "statefulset")
 STEP_SCRIPT = "components/kptstep.py"
 RESULT_PREFIX = "kpt-catalog-result: "
 EXIT_OK, EXIT_FAILED, EXIT_BAD_ENV = 0, 1, 2
@@ -248,6 +271,68 @@ def phase(env: Mapping[str, str]) -> str:
     if value not in PHASES:
         raise EnvError(f"{ENV_PHASE} must be one of {', '.join(PHASES)}, got {value!r}")
     return value
+
+
+def inventory_policy(env: Mapping[str, str]) -> str:
+    """``KPT_CATALOG_INVENTORY_POLICY``: ``strict`` when absent or empty, else one of
+    INVENTORY_POLICIES."""
+    value = env.get(ENV_INVENTORY_POLICY, "").strip() or "strict"
+    if value not in INVENTORY_POLICIES:
+        raise EnvError(
+            f"{ENV_INVENTORY_POLICY} must be one of {', '.join(INVENTORY_POLICIES)}, got {value!r}"[
+                :300
+            ]
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A workload to restart: ``kubectl rollout restart KIND/NAME -n NAMESPACE``."""
+
+    kind: str
+    name: str
+    namespace: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name} in namespace {self.namespace}"
+
+
+def _json_list(name: str, text: str, what: str) -> list[object]:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        raise EnvError(f"{name} is not valid JSON ({reason}); expected a list of {what}") from None
+    if not isinstance(data, list):
+        raise EnvError(f"{name} must be a JSON list of {what}, got {type(data).__name__}")
+    return data
+
+
+def parse_workloads(text: str) -> tuple[Workload, ...]:
+    """Parse KPT_CATALOG_WORKLOADS (a JSON list of ``{"kind", "name", "namespace"}``)."""
+    workloads = []
+    for index, item in enumerate(_json_list(ENV_WORKLOADS, text, "workloads")):
+        where = f"{ENV_WORKLOADS}[{index}]"
+        if not isinstance(item, dict):
+            raise EnvError(f"{where} must be an object, got {item!r}"[:300])
+        values = {key: item.get(key) for key in ("kind", "name", "namespace")}
+        for key, value in values.items():
+            if not isinstance(value, str) or not value or value.startswith("-"):
+                raise EnvError(
+                    f"{where}.{key} must be a non-empty string not starting with '-', "
+                    f"got {value!r}"[:300]
+                )
+        if values["kind"] not in WORKLOAD_KINDS:
+            raise EnvError(
+                f"{where}.kind must be one of {', '.join(WORKLOAD_KINDS)}, got {values['kind']!r}"[
+                    :300
+                ]
+            )
+        workloads.append(
+            Workload(str(values["kind"]), str(values["name"]), str(values["namespace"]))
+        )
+    return tuple(workloads)
 
 
 def parse_waits(text: str) -> tuple[Wait, ...]:

@@ -124,3 +124,9 @@ class WaitFailedError(StepError):
     """A kubectl wait, rollout status or report did not succeed."""
 
     kind = "wait failed"
+
+
+class RestartFailedError(StepError):
+    """A workload could not be restarted, or its new pods did not become ready in time."""
+
+    kind = "restart failed"

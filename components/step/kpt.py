@@ -136,9 +136,12 @@ def apply(
     server_side: bool,
     cluster: Cluster,
     allow_prune: Sequence[str] = (),
+    inventory_policy: str = "strict",
 ) -> int:
     """``kpt live apply`` then ``kpt live status``; the number of objects kpt applied. First the
-    prune guard: the same apply as a dry run, refusing prunes ``allow_prune`` does not allow."""
+    prune guard: the same apply as a dry run, refusing prunes ``allow_prune`` does not allow.
+    ``inventory_policy`` ``adopt`` lets kpt take over objects outside any inventory; the default,
+    kpt's own ``strict``, adds no flag."""
     _package_dir(directory)
     label = "kpt live apply"
     argv = [
@@ -150,6 +153,9 @@ def apply(
         f"--reconcile-timeout={reconcile}s",
         f"--prune-timeout={reconcile}s",
         *(["--server-side"] if server_side else []),
+        # `adopt` is cli-utils' AdoptIfNoInventory: objects of another inventory are still
+        # refused (kpt pkg/live flagutils, ConvertInventoryPolicy).
+        *([f"--inventory-policy={inventory_policy}"] if inventory_policy != "strict" else []),
         *cluster.flags(),
     ]
     # The dry run and the apply share the apply's deadline, so the step stays within the bound

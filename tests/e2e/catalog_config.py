@@ -74,6 +74,17 @@ PACKAGES: list[dict[str, Any]] = [
         # The stand-in operator's image (alpine/k8s) is the only sizeable pull.
         "reconcileTimeout": "3m",
         "destroyTimeout": "2m",
+        # The stand-in operator mounts it, like the real one.
+        "secrets": [
+            {
+                "name": "operator-oauth",
+                "namespace": "tailscale-system",
+                "data": {
+                    "client_id": "tailscaleOauthClientId",
+                    "client_secret": "tailscaleOauthClientSecret",
+                },
+            }
+        ],
         "waitAfter": [
             _rollout("deployment/operator", "tailscale-system", "2m"),
             _established(CONNECTOR_CRD),

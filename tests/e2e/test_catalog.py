@@ -179,12 +179,18 @@ def _run_operator_once(tmp_path: Path, listing: str) -> list[list[str]]:
     for tool in fakebin.iterdir():
         tool.chmod(0o755)
     log = tmp_path / "kubectl.log"
+    oauth = tmp_path / "oauth"  # what the Secret's volume holds
+    oauth.mkdir()
+    for key in ("client_id", "client_secret"):
+        (oauth / key).write_text(f"test-{key}")
     result = subprocess.run(
         ["/bin/sh", "-c", _operator_script()],
         env={
             "PATH": f"{fakebin}{os.pathsep}/usr/bin{os.pathsep}/bin",
             "FAKE_KUBECTL_LOG": str(log),
             "FAKE_CONNECTORS": listing,
+            "CLIENT_ID_FILE": str(oauth / "client_id"),
+            "CLIENT_SECRET_FILE": str(oauth / "client_secret"),
         },
         capture_output=True,
         text=True,

@@ -13,6 +13,7 @@ destroy, `pulumi stack rm`, and `Pulumi.<stack>.yaml` deleted from the project d
 
 from __future__ import annotations
 
+import base64
 import copy
 import itertools
 import json
@@ -37,7 +38,7 @@ from tests.e2e.catalog_config import (
     PACKAGES,
     e2e_config,
 )
-from tests.e2e.timeline import FAILED, PRE, Timeline, op_counts
+from tests.e2e.timeline import DONE, FAILED, PRE, Timeline, op_counts
 from tests.harness import PROJECT, ROOT, ProgramRun, run_program
 
 pytestmark = pytest.mark.e2e
@@ -56,7 +57,16 @@ GET_A_CLUSTER = (
     "or k3d (https://k3d.io: `k3d cluster create`)"
 )
 # The order in which a package's steps run (kpt_package.py); native objects come last.
-STEP_RANK = {"wait-before": 0, "apply": 1, "wait-after": 2}
+STEP_RANK = {"inventory": -1, "wait-before": 0, "apply": 1, "wait-after": 2}
+# What runs beside that chain rather than in it: the namespace gate and the Secrets run beside
+# the apply, the restart after it (components/secrets.py); their order is checked on its own.
+SECRET = "tailscale-secret-operator-oauth"  # noqa: S105 - a resource name
+NAMESPACE_GATE = "tailscale-wait-namespace"
+RESTART = "tailscale-restart"
+SIDE_STEPS = (SECRET, NAMESPACE_GATE, RESTART)
+# The OAuth client the stack's secret config holds (made up: the stand-in operator only checks
+# that its files are not empty); the takeover test creates the same by hand first.
+OAUTH = {"tailscaleOauthClientId": "e2e-client-id", "tailscaleOauthClientSecret": "e2e-secret-1"}
 
 
 def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -204,6 +214,13 @@ class Cluster:
             raise AssertionError(f"kubectl get {obj} failed: {result.stderr.strip()}")
         return result.stdout if result.stdout.strip() else None
 
+    def secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's data, decoded."""
+        result = self.kubectl("get", f"secret/{name}", "-n", namespace, "-o", "json")
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout).get("data") or {}
+        return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
     def existing(self, objects: list[KubeObject]) -> list[str]:
         return [str(obj) for obj in objects if self.get(obj, "-o", "name") is not None]
 
@@ -242,14 +259,17 @@ class E2E:
         names = [
             r.name
             for r in self.expected.registrations
-            if r.parent.rpartition("::")[2] == package and r.type != COMPONENT_TYPE
+            if r.parent.rpartition("::")[2] == package
+            and r.type != COMPONENT_TYPE
+            and r.name not in SIDE_STEPS
         ]
         return sorted(names, key=lambda n: STEP_RANK.get(n.removeprefix(f"{package}-"), 3))
 
     def resources(self, *, packages: list[str] | None = None) -> set[str]:
         """The custom resources of `packages` (default: all of them)."""
         wanted = packages if packages is not None else [p["name"] for p in PACKAGES]
-        return {name for package in wanted for name in self.chain(package)}
+        side = {name for name in SIDE_STEPS if name.partition("-")[0] in wanted}
+        return {name for package in wanted for name in self.chain(package)} | side
 
     def commands_of(self, package: str) -> set[str]:
         """The package's Commands: every one carries the package digest in its environment."""
@@ -340,7 +360,7 @@ def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     name = f"e2e-{secrets.token_hex(4)}"
     config = e2e_config(catalog, kubeconfig=kubeconfig, context=context)
     # The program's own validation, and the resources the engine should see, before any change.
-    expected = run_program(config, stack=name)
+    expected = run_program(config, stack=name, secrets=OAUTH)
     env = {
         "PULUMI_BACKEND_URL": backend.as_uri(),
         "PULUMI_CONFIG_PASSPHRASE": "",
@@ -360,6 +380,10 @@ def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                     value if isinstance(value, str) else json.dumps(value)
                 )
                 for key, value in config.items()
+            }
+            | {
+                f"{PROJECT}:{key}": auto.ConfigValue(value, secret=True)
+                for key, value in OAUTH.items()
             }
         )
         yield state
@@ -405,6 +429,22 @@ def test_2_up_deploys_in_the_documented_order(e2e: E2E) -> None:
             for need in package.get("needs", []):
                 timeline.assert_before(e2e.chain(need)[-1], chain[0], CREATE)
 
+        # A fresh cluster came up in one `up` with the operator's Secret from secret config: the
+        # gate saw kpt create the namespace, and the Secret existed before kpt's apply (which
+        # waits for the operator that mounts it) was done.
+        timeline.assert_before(NAMESPACE_GATE, SECRET, CREATE)
+        assert timeline.position(SECRET, DONE, CREATE) < timeline.position(
+            "tailscale-apply", DONE, CREATE
+        ), timeline.describe()
+        timeline.assert_before(SECRET, CONNECTOR, CREATE)
+        assert e2e.cluster.secret_data("tailscale-system", "operator-oauth") == {
+            "client_id": OAUTH["tailscaleOauthClientId"],
+            "client_secret": OAUTH["tailscaleOauthClientSecret"],
+        }
+        # The values are encrypted in state, never in plain text.
+        exported = json.dumps(e2e.stack.export_stack().deployment)
+        assert not [v for v in OAUTH.values() if v in exported]
+
         # What a user then finds on the cluster and in the stack outputs.
         assert not e2e.cluster.absent(e2e.objects)
         # The stand-in operator owns the Connector like the real one: finalizer and condition.
@@ -433,6 +473,62 @@ def test_3_a_second_up_changes_nothing(e2e: E2E) -> None:
         changes = op_counts(result.summary.resource_changes)
         assert set(changes) == {"same"}, changes
         e2e.unchanged = changes["same"]
+
+
+def test_3b_rotating_a_credential_updates_the_secret_and_restarts_what_mounts_it(
+    e2e: E2E,
+) -> None:
+    """`pulumi config set --secret` then `up`: the Secret is updated in place, the operator
+    restarted, and nothing else changes."""
+    with e2e.step("rotate a credential"):
+        operator = ("deployment/operator", "-n", "tailscale-system")
+        uid = e2e.cluster.kubectl(
+            "get",
+            "secret/operator-oauth",
+            "-n",
+            "tailscale-system",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ).stdout
+        rotated = "e2e-secret-2"
+        e2e.stack.set_config(
+            f"{PROJECT}:tailscaleOauthClientSecret", auto.ConfigValue(rotated, secret=True)
+        )
+        expected = {"update": 2, "same": e2e.unchanged - 2}
+
+        planned = Timeline()
+        preview = e2e.stack.preview(on_event=planned.record, on_output=print, color="never")
+        assert op_counts(preview.change_summary) == expected
+        assert planned.names("update", PRE) == {SECRET, RESTART}, planned.describe()
+
+        timeline = Timeline()
+        result = e2e.stack.up(on_event=timeline.record, on_output=print, color="never")
+        _assert_no_failed_steps(timeline)
+        assert op_counts(result.summary.resource_changes) == expected
+        timeline.assert_before(SECRET, RESTART, UPDATE)
+
+        data = e2e.cluster.secret_data("tailscale-system", "operator-oauth")
+        assert data["client_secret"] == rotated
+        assert (
+            uid
+            == e2e.cluster.kubectl(
+                "get",
+                "secret/operator-oauth",
+                "-n",
+                "tailscale-system",
+                "-o",
+                "jsonpath={.metadata.uid}",
+            ).stdout
+        )  # in place
+        restarted = e2e.cluster.kubectl(
+            "get",
+            *operator,
+            "-o",
+            "jsonpath={.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
+        ).stdout
+        assert restarted, "kubectl rollout restart leaves restartedAt on the pod template"
+        exported = json.dumps(e2e.stack.export_stack().deployment)
+        assert rotated not in exported
 
 
 def test_4_an_edited_file_updates_its_package_only(e2e: E2E) -> None:
@@ -525,6 +621,11 @@ def test_5_destroy_keeps_kube_vip_and_rolls_back_in_reverse(e2e: E2E) -> None:
         # Reverse order: the Connector while its operator still runs, and each package only once
         # everything that needs it is gone.
         timeline.assert_before(CONNECTOR, "tailscale-apply", DELETE)
+        # The operator keeps its credentials until its Connector is gone; the Secret goes before
+        # `kpt live destroy` removes its namespace.
+        timeline.assert_before(CONNECTOR, SECRET, DELETE)
+        timeline.assert_before(SECRET, NAMESPACE_GATE, DELETE)
+        timeline.assert_before(NAMESPACE_GATE, "tailscale-inventory", DELETE)
         for package in rolled_back:
             chain = e2e.chain(package["name"])
             for earlier, later in itertools.pairwise(chain):

@@ -1,0 +1,370 @@
+"""Credentials from secret stack config: a package's Kubernetes Secrets, and their rotation.
+
+A package declares (in the graph, which holds no values) the Secrets its workloads need:
+
+    secrets:
+      - name: operator-oauth
+        namespace: tailscale-system
+        data: {client_id: tailscaleOauthClientId, client_secret: tailscaleOauthClientSecret}
+
+Each value comes from `pulumi config set --secret kpt-catalog:<key>`; it stays a Pulumi secret all
+the way (encrypted in state, never in a command line, a plain environment or a step's output).
+
+Children this adds to a package (`KptPackage` calls `declare_secrets`, then `declare_restart`):
+
+- `<package>-wait-namespace`: `kubectl wait --for=create namespace/<ns>` for each namespace of
+  the package's Secrets. The namespace belongs to the kpt package, so nothing else creates it:
+  the gate runs beside `kpt live apply` (it depends on what the apply depends on, the package's
+  `<package>-inventory` among them, never on the apply), sees kpt create the namespace, and lets
+  the Secret be created while kpt waits for the workloads that mount it to become ready. On
+  destroy the Secret, then the gate, go before the inventory's `kpt live destroy` removes the
+  namespace. With the Secret created only after the apply, a fresh
+  cluster would never come up: the workload cannot start without it, and the apply waits for it.
+- `<package>-secret-<name>`: the native Secret (type Opaque, `stringData` from the secret config
+  values), after the gate. The package's native manifests depend on it, so `pulumi destroy`
+  deletes it after them: the Tailscale operator needs its credentials to release the Connector.
+- `<package>-restart`: on create nothing; on update (a value changed: its environment carries a
+  secret digest of the values) `kubectl rollout restart` and `rollout status` of the workloads in
+  the package that reference one of the Secrets by name. Rotation changes only the Secret and
+  this Command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_command as command
+import pulumi_kubernetes as kubernetes
+import yaml
+
+from components import kptstep
+from components.catalog import LoadedPackage
+from components.config import (
+    CatalogConfig,
+    ConfigError,
+    SecretSpec,
+    WaitSpec,
+)
+from components.environment import gate_environment
+from components.files import read_package_files, unsafe_yaml
+
+__all__ = [
+    "Workload",
+    "check_secret_config",
+    "declare_restart",
+    "declare_secrets",
+    "mounting_workloads",
+    "restart_environment",
+    "secret_values",
+]
+
+_RESTART = kptstep.step_command(kptstep.SUBCOMMAND_RESTART)
+_WAIT = kptstep.step_command(kptstep.SUBCOMMAND_WAIT)
+_BACKSTOP_SECONDS = 120
+
+# Workloads whose pod template can reference a Secret; `kubectl rollout restart` knows all three.
+_WORKLOAD_KINDS = {
+    "Deployment": "deployment",
+    "DaemonSet": "daemonset",
+    "StatefulSet": "statefulset",
+}
+_SEPARATOR = re.compile(rb"^---[ \t]*(?:#.*)?$", re.MULTILINE)
+_WORKLOAD_KIND = re.compile(
+    rb"^kind:[ \t]*[\"']?(Deployment|DaemonSet|StatefulSet)\b", re.MULTILINE
+)
+# The C loader when present, like components.scan.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _set_with_secret(key: str) -> str:
+    # Without a value, `pulumi config set` prompts for it: it never lands in the shell's history.
+    return f"`pulumi config set --secret kpt-catalog:{key}`"
+
+
+def check_secret_config(
+    config: CatalogConfig,
+    get: Callable[[str], str | None],
+    is_secret: Callable[[str], bool],
+) -> None:
+    """Every config key a declared Secret reads is set, non-empty, and set with `--secret`;
+    otherwise one ConfigError naming each key and the command that sets it.
+
+    `get(key)` and `is_secret(key)` see the `kpt-catalog:` namespace's keys without the prefix.
+    """
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, package in enumerate(config.packages):
+        for s_index, secret in enumerate(package.secrets):
+            for secret_key, config_key in secret.data:
+                if config_key in seen:
+                    continue
+                seen.add(config_key)
+                needed_by = (
+                    f"packages[{index}].secrets[{s_index}] (Secret {secret.namespace}/"
+                    f"{secret.name}, key {secret_key}) reads it"
+                )
+                value = get(config_key)
+                if value is None:
+                    problems.append(
+                        f"kpt-catalog:{config_key}: is not set; {needed_by}. Set it with "
+                        f"{_set_with_secret(config_key)}"
+                    )
+                elif not is_secret(config_key):
+                    problems.append(
+                        f"kpt-catalog:{config_key}: is set in plain text in the stack file, so "
+                        f"it would be stored unencrypted; {needed_by}. Set it again with "
+                        f"{_set_with_secret(config_key)}"
+                    )
+                elif not value:
+                    problems.append(
+                        f"kpt-catalog:{config_key}: is empty; {needed_by}. Set it with "
+                        f"{_set_with_secret(config_key)}"
+                    )
+    if problems:
+        raise ConfigError(problems)
+
+
+def secret_values(source: pulumi.Config, secret: SecretSpec) -> dict[str, pulumi.Output[str]]:
+    """The Secret's data as Pulumi secrets, keyed by the Secret's keys."""
+    return {secret_key: source.require_secret(key) for secret_key, key in secret.data}
+
+
+@dataclass(frozen=True, order=True)
+class Workload:
+    """A Deployment, DaemonSet or StatefulSet of a package."""
+
+    kind: str
+    """As kubectl names it: `deployment`, `daemonset`, `statefulset`."""
+    namespace: str
+    name: str
+
+    def as_step_input(self) -> dict[str, str]:
+        """The workload as the step runner reads it from `KPT_CATALOG_WORKLOADS`."""
+        return {"kind": self.kind, "name": self.name, "namespace": self.namespace}
+
+
+def _referenced_secrets(pod_spec: Mapping[str, Any]) -> set[str]:
+    """Names of the Secrets a pod spec mounts or reads: volumes (plain and projected), `env`
+    `secretKeyRef` and `envFrom` `secretRef`, of containers and init containers."""
+    names: set[str] = set()
+
+    def name_of(holder: object, key: str) -> None:
+        if isinstance(holder, dict) and isinstance(holder.get(key), str):
+            names.add(holder[key])
+
+    for volume in _dicts(pod_spec.get("volumes")):
+        name_of(volume.get("secret"), "secretName")
+        projected = volume.get("projected")
+        if isinstance(projected, dict):
+            for source in _dicts(projected.get("sources")):
+                name_of(source.get("secret"), "name")
+    for field in ("containers", "initContainers", "ephemeralContainers"):
+        for container in _dicts(pod_spec.get(field)):
+            for variable in _dicts(container.get("env")):
+                value_from = variable.get("valueFrom")
+                if isinstance(value_from, dict):
+                    name_of(value_from.get("secretKeyRef"), "name")
+            for source in _dicts(container.get("envFrom")):
+                name_of(source.get("secretRef"), "name")
+    return names
+
+
+def _dicts(value: object) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _workload_of(document: object) -> tuple[Workload, set[str]] | None:
+    if (
+        not isinstance(document, dict)
+        or document.get("kind") not in _WORKLOAD_KINDS
+        or not str(document.get("apiVersion", "")).startswith("apps/")
+    ):
+        return None
+    metadata = document.get("metadata")
+    spec = document.get("spec")
+    template = spec.get("template") if isinstance(spec, dict) else None
+    pod_spec = template.get("spec") if isinstance(template, dict) else None
+    if not isinstance(metadata, dict) or not isinstance(pod_spec, dict):
+        return None
+    workload = Workload(
+        kind=_WORKLOAD_KINDS[str(document["kind"])],
+        namespace=str(metadata.get("namespace") or "default"),
+        name=str(metadata.get("name", "")),
+    )
+    return workload, _referenced_secrets(pod_spec)
+
+
+def mounting_workloads(directory: Path, secrets: Sequence[SecretSpec]) -> tuple[Workload, ...]:
+    """The package's workloads whose pods reference one of `secrets` by name, in their namespace.
+
+    Reads the files kpt reads, as the catalog's checks do (`components.files`), and parses only
+    documents whose `kind` is a workload; what cannot be read or parsed is left to those checks,
+    which report it."""
+    wanted = {(s.namespace, s.name) for s in secrets}
+    found: set[Workload] = set()
+    for file in read_package_files(directory).files:
+        if unsafe_yaml(file.content) is not None:
+            continue
+        for chunk in _SEPARATOR.split(file.content):
+            if not _WORKLOAD_KIND.search(chunk):
+                continue
+            try:
+                parsed = _workload_of(yaml.load(chunk, Loader=_Loader))  # noqa: S506  (safe loader)
+            except yaml.YAMLError:
+                continue
+            if parsed is None:
+                continue
+            workload, referenced = parsed
+            if any((workload.namespace, name) in wanted for name in referenced):
+                found.add(workload)
+    return tuple(sorted(found))
+
+
+def _namespace_gate(
+    package: LoadedPackage,
+    config: CatalogConfig,
+    parent: pulumi.ResourceOptions,
+    depends_on: Sequence[pulumi.Resource],
+) -> command.local.Command:
+    """`<package>-wait-namespace`: waits for kpt to create the namespaces of the Secrets. Like
+    the other gates, it re-runs with the package's digest or the re-apply generation."""
+    spec = package.spec
+    # The namespace appears while the apply runs, or the apply fails within its own deadline.
+    timeout = spec.apply_timeout
+    waits = [
+        WaitSpec(f"namespace/{ns}", "create", "", "", timeout, "")
+        for ns in sorted({s.namespace for s in spec.secrets})
+    ]
+    deadline = sum(w.timeout for w in waits) + _BACKSTOP_SECONDS * len(waits)
+    return command.local.Command(
+        f"{spec.name}-{kptstep.PHASE_NAMESPACE}",
+        create=_WAIT,
+        update=_WAIT,
+        environment={
+            **gate_environment(package, config, kptstep.PHASE_NAMESPACE, waits),
+            kptstep.ENV_STACK: pulumi.get_stack(),
+        },
+        add_previous_output_in_env=False,
+        opts=pulumi.ResourceOptions.merge(
+            parent,
+            pulumi.ResourceOptions(
+                depends_on=list(depends_on),
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{deadline}s", update=f"{deadline}s"),
+            ),
+        ),
+    )
+
+
+def declare_secrets(
+    package: LoadedPackage,
+    config: CatalogConfig,
+    *,
+    provider: kubernetes.Provider,
+    values: Mapping[str, Mapping[str, pulumi.Output[str]]],
+    parent: pulumi.ResourceOptions,
+    beside_apply: Sequence[pulumi.Resource],
+    rollback: Sequence[pulumi.Resource] = (),
+) -> list[kubernetes.core.v1.Secret]:
+    """The package's Secrets, after a gate that sees kpt create their namespace.
+
+    `values` maps each Secret's name to its data (from `secret_values`). `beside_apply` is what
+    the package's apply depends on: the gate waits for the same, so it runs beside the apply.
+    `rollback` is what must outlive the Secrets on destroy (the resource whose delete runs `kpt
+    live destroy`, which removes the namespace): the gate depends on it, the Secrets on the gate.
+    """
+    spec = package.spec
+    if not spec.secrets:
+        return []
+    upstream = list(beside_apply) + [r for r in rollback if r not in beside_apply]
+    gate = _namespace_gate(package, config, parent, upstream)
+    return [
+        kubernetes.core.v1.Secret(
+            f"{spec.name}-secret-{secret.name}",
+            metadata=kubernetes.meta.v1.ObjectMetaArgs(
+                name=secret.name,
+                namespace=secret.namespace,
+                # The stack owns these values: taking over a Secret made by hand (kubectl create)
+                # with other values must not fail on a field-manager conflict (pulumi-kubernetes
+                # provider/pkg/await/await.go, patchForce: this annotation forces the apply).
+                annotations={"pulumi.com/patchForce": "true"},
+            ),
+            type="Opaque",
+            string_data=dict(values[secret.name]),
+            opts=pulumi.ResourceOptions.merge(
+                parent, pulumi.ResourceOptions(provider=provider, depends_on=[gate])
+            ),
+        )
+        for secret in spec.secrets
+    ]
+
+
+def _digest(values: Sequence[Any]) -> str:
+    """sha256 over the Secret values in declaration order (length-prefixed: no two lists of
+    values feed the same bytes)."""
+    digest = hashlib.sha256()
+    for value in values:
+        encoded = str(value).encode()
+        digest.update(b"%d:" % len(encoded))
+        digest.update(encoded)
+    return digest.hexdigest()
+
+
+def restart_environment(
+    package: LoadedPackage,
+    config: CatalogConfig,
+    workloads: Sequence[Workload],
+    values: Mapping[str, Mapping[str, pulumi.Output[str]]],
+) -> dict[str, pulumi.Input[str]]:
+    """What `kptstep.py restart` needs; the digest of the values is a Pulumi secret. Neither
+    the package's digest nor the re-apply generation: a re-apply never restarts anything."""
+    spec = package.spec
+    ordered = [values[s.name][k] for s in spec.secrets for k, _config_key in s.data]
+    digest: pulumi.Output[str] = pulumi.Output.secret(pulumi.Output.all(*ordered).apply(_digest))
+    return {
+        kptstep.ENV_PACKAGE: spec.name,
+        kptstep.ENV_KUBECONFIG: config.kubeconfig,
+        kptstep.ENV_CONTEXT: config.context,
+        kptstep.ENV_STACK: pulumi.get_stack(),
+        kptstep.ENV_RECONCILE_TIMEOUT: str(spec.reconcile_timeout),
+        kptstep.ENV_WORKLOADS: json.dumps([w.as_step_input() for w in workloads]),
+        kptstep.ENV_SECRETS_DIGEST: digest,
+    }
+
+
+def declare_restart(
+    package: LoadedPackage,
+    config: CatalogConfig,
+    *,
+    workloads: Sequence[Workload],
+    values: Mapping[str, Mapping[str, pulumi.Output[str]]],
+    parent: pulumi.ResourceOptions,
+    after: Sequence[pulumi.Resource],
+) -> command.local.Command | None:
+    """`<package>-restart`, when a workload of the package references one of its Secrets."""
+    spec = package.spec
+    if not spec.secrets or not workloads:
+        return None
+    # Each workload: a restart, then a rollout status bounded by the reconcile timeout.
+    deadline = len(workloads) * (spec.reconcile_timeout + _BACKSTOP_SECONDS)
+    return command.local.Command(
+        f"{spec.name}-restart",
+        # Created with the Secrets: the workloads start with the current values already.
+        create=None,
+        update=_RESTART,
+        environment=restart_environment(package, config, workloads, values),
+        add_previous_output_in_env=False,
+        opts=pulumi.ResourceOptions.merge(
+            parent,
+            pulumi.ResourceOptions(
+                depends_on=list(after),
+                custom_timeouts=pulumi.CustomTimeouts(update=f"{deadline}s"),
+            ),
+        ),
+    )
