@@ -484,17 +484,26 @@ def test_after_preview_only_changing_packages_are_diffed(
     assert verdicts(out)["headscale"] == "1 to change"
 
 
-def test_make_preview_runs_pulumis_preview_then_the_object_diff() -> None:
+def _make_dry_run(*args: str) -> list[str]:
+    """The commands `make -n ARGS` prints, as a user's shell would run them: without the
+    MAKEFLAGS/MAKELEVEL of a `make test` that may be running this test (a nested make announces
+    its directory in its output)."""
     make = shutil.which("make")
     assert make
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     result = subprocess.run(
-        [make, "-n", "preview", "STACK=prod", "DRIFT=1", "PULUMI_ARGS=--refresh"],
+        [make, "--no-print-directory", "-n", *args],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
     )
-    commands = result.stdout.strip().splitlines()[-2:]
+    return result.stdout.strip().splitlines()
+
+
+def test_make_preview_runs_pulumis_preview_then_the_object_diff() -> None:
+    commands = _make_dry_run("preview", "STACK=prod", "DRIFT=1", "PULUMI_ARGS=--refresh")[-2:]
     assert commands[0] == "sh tools/pulumi-stack.sh preview --diff --refresh"
     pipeline = commands[1].split(" | ")
     assert pipeline[0] == "sh tools/pulumi-stack.sh preview --json --refresh"
@@ -511,16 +520,8 @@ def test_make_preview_runs_pulumis_preview_then_the_object_diff() -> None:
 
 
 def test_make_diff_passes_its_variables() -> None:
-    make = shutil.which("make")
-    assert make
-    result = subprocess.run(
-        [make, "-n", "diff", "PACKAGE=headscale", "TIMEOUT=2m", "CATALOG_DIR=my catalog"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert shlex.split(result.stdout.strip().splitlines()[-1]) == [
+    commands = _make_dry_run("diff", "PACKAGE=headscale", "TIMEOUT=2m", "CATALOG_DIR=my catalog")
+    assert shlex.split(commands[-1]) == [
         "venv/bin/python",
         "-m",
         "tools.diff",
