@@ -533,6 +533,20 @@ def test_a_stack_holding_secrets_stops_and_says_how_to_give_its_passphrase(
     assert "holds no secrets" not in result.stderr
 
 
+def test_storing_the_first_secret_needs_a_real_passphrase(sandbox):
+    _stack_file(sandbox, PLAIN_CONFIG)
+
+    result = sandbox.wrapper("config", "set", "--secret", "kpt-catalog:tailscaleOauthClientId")
+
+    assert result.returncode == 1
+    assert sandbox.argvs() == [WHOAMI]  # the value is never stored under the empty passphrase
+    assert "this command stores a secret (--secret), so the stack needs a real passphrase" in (
+        result.stderr
+    )
+    assert "export PULUMI_CONFIG_PASSPHRASE_FILE=" in result.stderr
+    assert "holds no secrets" not in result.stderr
+
+
 def test_state_that_cannot_be_read_is_never_taken_for_no_secrets(sandbox):
     _checkpoint(sandbox, {}, suffix=".json.zst")
 

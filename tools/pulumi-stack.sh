@@ -53,16 +53,37 @@ else
 fi
 stackstate() { "$python" tools/stackstate.py "$@"; }
 
+# How to give the stack a passphrase; stops the run.
+refuse_empty_passphrase() {
+	say "set it for this shell, then run this again:"
+	say "  export PULUMI_CONFIG_PASSPHRASE_FILE=<a file only you can read, holding the passphrase>"
+	say "  (or: read -rs PULUMI_CONFIG_PASSPHRASE && export PULUMI_CONFIG_PASSPHRASE)"
+	say "if this stack was created with the empty passphrase, give it a real one (it asks for the new one):"
+	say "  PULUMI_CONFIG_PASSPHRASE= PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL pulumi stack change-secrets-provider passphrase --stack $stack"
+	exit 1
+}
+
 # An empty passphrase only for a stack that holds no secret: Pulumi.<stack>.yaml has no `secure:`
 # value and the state file has no encrypted value. The passphrase itself is never printed.
 choose_passphrase() {
-	if found=$(stackstate secrets --stack "$stack" --state-dir "$1"); then
+	if found=$(stackstate secrets --stack "$stack" --state-dir "$state_dir"); then
+		verdict=0
+	else
+		verdict=$?
+	fi
+	# `pulumi config set --secret` is about to store one: with the empty passphrase it would be
+	# encrypted with nothing, so it is refused like a stack that already holds one.
+	if [ "$verdict" -eq 0 ]; then
+		for arg in "$@"; do
+			if [ "$arg" = --secret ]; then
+				say "this command stores a secret (--secret), so the stack needs a real passphrase"
+				refuse_empty_passphrase
+			fi
+		done
 		PULUMI_CONFIG_PASSPHRASE=''
 		export PULUMI_CONFIG_PASSPHRASE
 		say "PULUMI_CONFIG_PASSPHRASE set to empty: checked Pulumi.$stack.yaml and its state, this stack holds no secrets"
 		return 0
-	else
-		verdict=$?
 	fi
 	case $verdict in
 	3)
@@ -78,12 +99,7 @@ choose_passphrase() {
 		say "  $found"
 		;;
 	esac
-	say "set it for this shell, then run this again:"
-	say "  export PULUMI_CONFIG_PASSPHRASE_FILE=<a file only you can read, holding the passphrase>"
-	say "  (or: read -rs PULUMI_CONFIG_PASSPHRASE && export PULUMI_CONFIG_PASSPHRASE)"
-	say "if this stack was created with the empty passphrase, give it a real one (it asks for the new one):"
-	say "  PULUMI_CONFIG_PASSPHRASE= PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL pulumi stack change-secrets-provider passphrase --stack $stack"
-	exit 1
+	refuse_empty_passphrase
 }
 
 # destroy-all: protected resources are unprotected only for the length of one `pulumi destroy`.
@@ -176,7 +192,7 @@ else
 	say "not logged in to a Pulumi backend (pulumi whoami: ${whoami_reason:-failed})"
 	say "keeping this project's state in $state_dir; run 'pulumi login' first to use another backend"
 	if [ -z "${PULUMI_CONFIG_PASSPHRASE+set}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE+set}" ]; then
-		choose_passphrase "$state_dir"
+		choose_passphrase "$@"
 	fi
 fi
 
