@@ -23,7 +23,7 @@ from components.catalog import LoadedPackage
 from components.config import CatalogConfig, ConfigError, WaitSpec
 from components.environment import status_environment
 from tools import clusterops
-from tools.stackfile import ROOT, load_stack_catalog
+from tools.stackfile import ROOT
 
 __all__ = [
     "EXIT_CONFIG",
@@ -114,30 +114,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to read")
-    parser.add_argument("--catalog-dir", help="read the catalog here instead of catalogDir")
-    parser.add_argument(
-        "--timeout", default=clusterops.DEFAULT_TIMEOUT, help="bound on the whole run (5m)"
-    )
-    parser.add_argument(
-        "--jobs", default=str(clusterops.DEFAULT_JOBS), help="packages checked at once"
-    )
+    clusterops.add_stack_arguments(parser)
+    clusterops.add_bound_arguments(parser, checked="checked")
     args = parser.parse_args(argv)
-    overrides = {"catalogDir": args.catalog_dir} if args.catalog_dir else {}
     try:
-        timeout = clusterops.parse_timeout(args.timeout)
-        jobs = clusterops.parse_jobs(args.jobs)
-        catalog = load_stack_catalog(args.stack, overrides)
+        settings = clusterops.load_run_settings(args)
     except (ConfigError, ValueError) as error:
         print(error, file=sys.stderr)
         return EXIT_CONFIG
-    deadline = time.monotonic() + timeout
-    bound = clusterops.bound_text(timeout)
-    cluster = clusterops.cluster_of(catalog.config)
-    print(f"stack {args.stack}: {cluster.describe()}", flush=True)
-    reason = clusterops.unreachable_reason(cluster, deadline)
-    if reason:
-        print(f"cluster unreachable ({cluster.describe()}): {reason}", flush=True)
+    catalog = settings.catalog
+    deadline = time.monotonic() + settings.timeout
+    bound = clusterops.bound_text(settings.timeout)
+    cluster = clusterops.connect(args.stack, catalog.config, deadline)
+    if cluster is None:
         return EXIT_UNREACHABLE
     by_name = {package.spec.name: package for package in catalog.packages}
 
@@ -151,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"    {line}", flush=True)
 
     results = clusterops.run_in_deploy_order(
-        list(by_name), check, jobs=jobs, deadline=deadline, show=show
+        list(by_name), check, jobs=settings.jobs, deadline=deadline, show=show
     )
     healthy = sum(1 for health in results.values() if health.healthy)
     print(f"{healthy} of {len(results)} package(s) healthy")
