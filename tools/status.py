@@ -80,12 +80,16 @@ def check_package(
     cluster: clusterops.Cluster,
     deadline: float,
     bound: str,
+    *,
+    stack: str,
 ) -> Health:
-    """Run the step runner's `status` for one package, killed at `deadline`."""
+    """Run the step runner's `status` for one package, killed at `deadline`; its log goes where
+    the deploy's steps of `stack` write theirs."""
     spec = package.spec
     waits = [*spec.wait_before, *spec.wait_after, *native_waits(package)]
     environment = {**os.environ, **status_environment(package, config, waits)}
     environment[kptstep.ENV_KUBECONFIG] = cluster.kubeconfig
+    environment[kptstep.ENV_STACK] = stack
     ran = clusterops.run_bounded(
         [sys.executable, kptstep.STEP_SCRIPT, kptstep.SUBCOMMAND_STATUS],
         deadline=deadline,
@@ -131,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     by_name = {package.spec.name: package for package in catalog.packages}
 
     def check(name: str, until: float) -> Health:
-        return check_package(by_name[name], catalog.config, cluster, until, bound)
+        return check_package(by_name[name], catalog.config, cluster, until, bound, stack=args.stack)
 
     def show(name: str, health: Health) -> None:
         print(f"{name:<16} {health.verdict}", flush=True)
