@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import heapq
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -107,27 +106,16 @@ class Graph:
         return sum(p.worst_case_seconds for p in self.packages)
 
     def mermaid(self) -> str:
-        """A Mermaid flowchart: packages, their waits and native manifests, and the needs edges."""
+        """A Mermaid flowchart: packages, each with its steps and the edges between them (those a
+        deploy waits on), and the needs edges between packages."""
         lines = ["flowchart TD"]
         for package in self.packages:
             node = _node(package.name)
-            timeout = format_duration(package.reconcile_timeout)
             lines.append(f'  subgraph {node}["{package.name} ({package.path})"]')
-            steps: list[tuple[str, str]] = []
-            if package.wait_before:
-                steps.append(("wait_before", _wait_label("wait before", package.wait_before)))
-            steps.append(("apply", f"kpt live apply, {timeout}"))
-            if package.wait_after:
-                steps.append(("wait_after", _wait_label("wait after", package.wait_after)))
-            steps.extend(
-                (f"manifest{index}", f"native: {manifest.file}")
-                for index, manifest in enumerate(package.manifests)
-            )
-            for step, label in steps:
-                lines.append(f'    {node}_{step}["{label}"]')
-            lines.extend(
-                f"    {node}_{a} --> {node}_{b}" for (a, _), (b, _) in itertools.pairwise(steps)
-            )
+            steps, edges = _package_steps(package)
+            for key, label in steps:
+                lines.append(f'    {node}_{key}["{label}"]')
+            lines.extend(f"    {node}_{a} --> {node}_{b}" for a, b in edges)
             lines.append("  end")
         lines.extend(
             f"  {_node(need)} --> {_node(package.name)}"
@@ -135,6 +123,45 @@ class Graph:
             for need in package.needs
         )
         return "\n".join(lines) + "\n"
+
+
+def _package_steps(
+    package: PackageSpec,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """A package's steps (key, label) in the order they run, and the edges (before, after)
+    between them that a deploy waits on (the Commands' `depends_on` in `KptPackage`)."""
+    steps: list[tuple[str, str]] = []
+    edges: list[tuple[str, str]] = []
+
+    def step(key: str, label: str, *after: str) -> None:
+        steps.append((key, label))
+        edges.extend((before, key) for before in after)
+
+    # The inventory and the gates before the apply both wait only for the packages needed.
+    step("inventory", "inventory: its delete runs kpt live destroy")
+    ready = ["inventory"]
+    if package.wait_before:
+        step("wait_before", _wait_label("wait before", package.wait_before))
+        ready.append("wait_before")
+    step("apply", f"kpt live apply, {format_duration(package.reconcile_timeout)}", *ready)
+    # The Secrets are created beside the apply, once kpt has created their namespace.
+    secrets = [f"secret_{index}" for index in range(len(package.secrets))]
+    if package.secrets:
+        namespaces = sorted({secret.namespace for secret in package.secrets})
+        step("wait_namespace", f"wait for namespace: {', '.join(namespaces)}", *ready)
+        for key, secret in zip(secrets, package.secrets, strict=True):
+            step(
+                key, f"Secret {secret.namespace}/{secret.name} from secret config", "wait_namespace"
+            )
+        step("restart", "restart on new Secret values: workloads that use them", "apply", *secrets)
+    last = "apply"
+    if package.wait_after:
+        step("wait_after", _wait_label("wait after", package.wait_after), last)
+        last = "wait_after"
+    for index, manifest in enumerate(package.manifests):
+        step(f"manifest{index}", f"native: {manifest.file}", last, *secrets)
+        last = f"manifest{index}"
+    return steps, edges
 
 
 def _node(name: str) -> str:

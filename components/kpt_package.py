@@ -39,19 +39,17 @@ import pulumi_kubernetes as kubernetes
 from components import kptstep
 from components.catalog import LoadedPackage
 from components.config import CatalogConfig, PackageSpec, WaitSpec
-from components.environment import apply_environment, gate_environment, inventory_environment
+from components.environment import apply_environment, inventory_environment
+from components.gates import BACKSTOP_SECONDS, declare_gate
 from components.secrets import declare_restart, declare_secrets, mounting_workloads
 
 __all__ = ["KptPackage", "KptPackageArgs", "KubernetesObject"]
 
 TYPE_TOKEN = "kpt-catalog:index:KptPackage"  # noqa: S105  (a type token, not a password)
-# Pulumi kills a Command at its custom timeout; the step's own deadlines fire first and say why.
-_BACKSTOP_SECONDS = 120
 _APPLY = kptstep.step_command(kptstep.SUBCOMMAND_APPLY)
 _DESTROY = kptstep.step_command(kptstep.SUBCOMMAND_DESTROY)
 _INVENTORY = kptstep.step_command(kptstep.SUBCOMMAND_INVENTORY)
 _INVENTORY_SECONDS = 60  # the inventory step only reads its environment
-_WAIT = kptstep.step_command(kptstep.SUBCOMMAND_WAIT)
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ class KptPackage(pulumi.ComponentResource):
                     custom_timeouts=pulumi.CustomTimeouts(
                         create=f"{_INVENTORY_SECONDS}s",
                         update=f"{_INVENTORY_SECONDS}s",
-                        delete=f"{spec.destroy_timeout + _BACKSTOP_SECONDS}s",
+                        delete=f"{spec.destroy_timeout + BACKSTOP_SECONDS}s",
                     ),
                 ),
             ),
@@ -140,7 +138,7 @@ class KptPackage(pulumi.ComponentResource):
             rollback=[inventory],
         )
 
-        apply_deadline = spec.apply_timeout + spec.reconcile_timeout + _BACKSTOP_SECONDS
+        apply_deadline = spec.apply_timeout + spec.reconcile_timeout + BACKSTOP_SECONDS
         apply = command.local.Command(
             f"{name}-apply",
             create=_APPLY,
@@ -230,25 +228,8 @@ class KptPackage(pulumi.ComponentResource):
         """A Command running `waits` (no delete: a gate has nothing to roll back)."""
         if not waits:
             return None
-        deadline = sum(w.timeout for w in waits) + _BACKSTOP_SECONDS * len(waits)
-        return command.local.Command(
-            f"{args.package.spec.name}-{phase}",
-            create=_WAIT,
-            update=_WAIT,
-            environment={
-                **gate_environment(args.package, args.config, phase, waits),
-                kptstep.ENV_STACK: pulumi.get_stack(),
-            },
-            add_previous_output_in_env=False,
-            opts=pulumi.ResourceOptions.merge(
-                child,
-                pulumi.ResourceOptions(
-                    depends_on=upstream,
-                    custom_timeouts=pulumi.CustomTimeouts(
-                        create=f"{deadline}s", update=f"{deadline}s"
-                    ),
-                ),
-            ),
+        return declare_gate(
+            args.package, args.config, phase, waits, parent=child, depends_on=upstream
         )
 
 

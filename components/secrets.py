@@ -52,8 +52,8 @@ from components.config import (
     SecretSpec,
     WaitSpec,
 )
-from components.environment import gate_environment
 from components.files import read_package_files, unsafe_yaml
+from components.gates import BACKSTOP_SECONDS, declare_gate
 
 __all__ = [
     "Workload",
@@ -66,8 +66,6 @@ __all__ = [
 ]
 
 _RESTART = kptstep.step_command(kptstep.SUBCOMMAND_RESTART)
-_WAIT = kptstep.step_command(kptstep.SUBCOMMAND_WAIT)
-_BACKSTOP_SECONDS = 120
 
 # Workloads whose pod template can reference a Secret; `kubectl rollout restart` knows all three.
 _WORKLOAD_KINDS = {
@@ -242,23 +240,8 @@ def _namespace_gate(
         WaitSpec(f"namespace/{ns}", "create", "", "", timeout, "")
         for ns in sorted({s.namespace for s in spec.secrets})
     ]
-    deadline = sum(w.timeout for w in waits) + _BACKSTOP_SECONDS * len(waits)
-    return command.local.Command(
-        f"{spec.name}-{kptstep.PHASE_NAMESPACE}",
-        create=_WAIT,
-        update=_WAIT,
-        environment={
-            **gate_environment(package, config, kptstep.PHASE_NAMESPACE, waits),
-            kptstep.ENV_STACK: pulumi.get_stack(),
-        },
-        add_previous_output_in_env=False,
-        opts=pulumi.ResourceOptions.merge(
-            parent,
-            pulumi.ResourceOptions(
-                depends_on=list(depends_on),
-                custom_timeouts=pulumi.CustomTimeouts(create=f"{deadline}s", update=f"{deadline}s"),
-            ),
-        ),
+    return declare_gate(
+        package, config, kptstep.PHASE_NAMESPACE, waits, parent=parent, depends_on=depends_on
     )
 
 
@@ -352,7 +335,7 @@ def declare_restart(
     if not spec.secrets or not workloads:
         return None
     # Each workload: a restart, then a rollout status bounded by the reconcile timeout.
-    deadline = len(workloads) * (spec.reconcile_timeout + _BACKSTOP_SECONDS)
+    deadline = len(workloads) * (spec.reconcile_timeout + BACKSTOP_SECONDS)
     return command.local.Command(
         f"{spec.name}-restart",
         # Created with the Secrets: the workloads start with the current values already.

@@ -13,6 +13,15 @@ from tests.harness import EXAMPLE_CATALOG, ROOT, dev_stack_config
 from tools import stackfile
 
 
+@pytest.fixture(autouse=True)
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where every step runner a test starts writes its logs: a private directory, never the
+    real `~/.local/state`."""
+    home = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def catalog(tmp_path: Path) -> Path:
     """A copy of the example catalog the test may edit."""

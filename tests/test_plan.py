@@ -107,3 +107,58 @@ def test_mermaid_has_every_package_wait_and_manifest(stack_project: Path) -> Non
     ):
         assert node in diagram
     assert "pkg_tailscale --> pkg_envoy_gateway" not in diagram
+
+
+def test_plan_shows_every_step_of_a_package_in_the_order_it_runs(
+    capsys: pytest.CaptureFixture[str], stack_project: Path
+) -> None:
+    assert plan.main(["--stack", "dev", "--catalog-dir", str(EXAMPLE_CATALOG)]) == 0
+    out = capsys.readouterr().out
+    steps = out[out.index("  tailscale (mesh/tailscale/operator)") : out.index("  headscale (")]
+    assert [line.split(":")[0].split(" --")[0].strip() for line in steps.splitlines()[1:]] == [
+        "inventory",
+        "kpt live apply",
+        "beside it",
+        "beside it",
+        "on new Secret values",
+        "wait after",
+        "wait after",
+        "native",
+    ]
+    assert "    beside it: wait for namespace tailscale-system\n" in steps
+    assert (
+        "    beside it: Secret tailscale-system/operator-oauth from secret config"
+        " (tailscaleOauthClientId, tailscaleOauthClientSecret)\n"
+    ) in steps
+    # the operator's Deployment mounts the Secret: it is what a rotation restarts
+    assert "    on new Secret values: restart deployment/operator (tailscale-system)\n" in steps
+    # every package holds its rollback in an inventory step created first
+    assert (
+        out.count("inventory: checks the rollback's inputs; its delete runs kpt live destroy") == 5
+    )
+    # no Secrets, no namespace gate or restart
+    assert "beside it" not in out[out.index("  headscale (") : out.index("Rollback order")]
+
+
+def test_mermaid_shows_the_inventory_the_secrets_and_the_restart(stack_project: Path) -> None:
+    diagram = Graph.build(load_stack_config("dev").packages).mermaid()
+    for line in (
+        'pkg_tailscale_inventory["inventory: its delete runs kpt live destroy"]',
+        'pkg_tailscale_wait_namespace["wait for namespace: tailscale-system"]',
+        'pkg_tailscale_secret_0["Secret tailscale-system/operator-oauth from secret config"]',
+        'pkg_tailscale_restart["restart on new Secret values: workloads that use them"]',
+        # the namespace gate waits for what the apply waits for: it runs beside it
+        "pkg_tailscale_inventory --> pkg_tailscale_apply",
+        "pkg_tailscale_inventory --> pkg_tailscale_wait_namespace",
+        "pkg_tailscale_wait_namespace --> pkg_tailscale_secret_0",
+        "pkg_tailscale_apply --> pkg_tailscale_restart",
+        "pkg_tailscale_secret_0 --> pkg_tailscale_restart",
+        "pkg_tailscale_secret_0 --> pkg_tailscale_manifest0",
+        # the gates before an apply run beside the inventory; the apply waits for both
+        "pkg_cilium_inventory --> pkg_cilium_apply",
+        "pkg_cilium_wait_before --> pkg_cilium_apply",
+    ):
+        assert f"    {line}\n" in diagram
+    assert "pkg_tailscale_apply --> pkg_tailscale_wait_namespace" not in diagram
+    assert "pkg_cilium_inventory --> pkg_cilium_wait_before" not in diagram
+    assert "pkg_headscale_wait_namespace" not in diagram

@@ -57,6 +57,26 @@ def test_all_healthy(fake_cluster: Path, capsys: pytest.CaptureFixture[str]) -> 
     ]
 
 
+@pytest.mark.parametrize("stack", ["dev", "lab"])
+def test_each_package_logs_under_the_stack_it_checks(
+    fake_cluster: Path, stack_project: Path, state_home: Path, stack: str
+) -> None:
+    # `make status STACK=lab` appends to the same logs as lab's deploy, not to a `default` one
+    dev_file = stack_project / "Pulumi.dev.yaml"
+    (stack_project / f"Pulumi.{stack}.yaml").write_text(dev_file.read_text())
+    assert status.main(["--stack", stack, "--catalog-dir", str(EXAMPLE_CATALOG)]) == 0
+    logs = state_home / "kpt-catalog"
+    assert sorted(path.name for path in logs.iterdir()) == [stack]
+    assert sorted(path.name for path in (logs / stack).iterdir()) == [
+        "cilium.log",
+        "envoy-gateway.log",
+        "headscale.log",
+        "kube-vip.log",
+        "tailscale.log",
+    ]
+    assert "status" in (logs / stack / "headscale.log").read_text()
+
+
 def test_objects_not_current(
     fake_cluster: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,5 +1,6 @@
-"""What `make status` and `make diff` share: which cluster, whether it answers, and running one
-check per package side by side under one overall bound, with results printed in deploy order.
+"""What `make status` and `make diff` share: their common options, which stack and cluster,
+whether it answers, and running one check per package side by side under one overall bound, with
+results printed in deploy order.
 
 Every command runs in its own process group; at the bound (`TIMEOUT=`) the group gets SIGTERM,
 then SIGKILL after a short grace, so nothing a check started outlives the run.
@@ -7,6 +8,7 @@ then SIGKILL after a short grace, so nothing a check started outlives the run.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -19,16 +21,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from components.catalog import Catalog
 from components.config import CatalogConfig, format_duration, parse_duration
+from tools.stackfile import load_stack_catalog
 
 __all__ = [
     "DEFAULT_JOBS",
     "DEFAULT_TIMEOUT",
     "Cluster",
     "Ran",
+    "RunSettings",
+    "add_bound_arguments",
+    "add_stack_arguments",
     "bound_text",
     "cluster_of",
+    "connect",
     "kubeconfig_path",
+    "load_run_settings",
     "parse_jobs",
     "parse_timeout",
     "run_bounded",
@@ -76,6 +85,51 @@ class Cluster:
 def cluster_of(config: CatalogConfig) -> Cluster:
     """The cluster the stack's config names."""
     return Cluster(kubeconfig_path(config), config.context)
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--stack` and `--catalog-dir`: which stack file, and where its catalog is read."""
+    parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to read")
+    parser.add_argument("--catalog-dir", help="read the catalog here instead of catalogDir")
+
+
+def add_bound_arguments(parser: argparse.ArgumentParser, *, checked: str) -> None:
+    """`--timeout` (TIMEOUT=) and `--jobs` (JOBS=); `checked` says what JOBS counts."""
+    parser.add_argument("--timeout", default=DEFAULT_TIMEOUT, help="bound on the whole run (5m)")
+    parser.add_argument("--jobs", default=str(DEFAULT_JOBS), help=f"packages {checked} at once")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A run's bound, its parallelism and the stack's catalog, read from the options."""
+
+    timeout: int
+    """Seconds the whole run may take."""
+    jobs: int
+    """Packages checked at once."""
+    catalog: Catalog
+    """The stack's config and every package of its catalog."""
+
+
+def load_run_settings(args: argparse.Namespace) -> RunSettings:
+    """The options of `add_stack_arguments` and `add_bound_arguments`, checked, and the stack's
+    catalog loaded; ValueError or ConfigError naming what is wrong, before anything runs."""
+    overrides = {"catalogDir": args.catalog_dir} if args.catalog_dir else {}
+    timeout = parse_timeout(args.timeout)
+    jobs = parse_jobs(args.jobs)
+    return RunSettings(timeout, jobs, load_stack_catalog(args.stack, overrides))
+
+
+def connect(stack: str, config: CatalogConfig, deadline: float) -> Cluster | None:
+    """Print which cluster the stack names, then probe it; None, after printing why, when it
+    does not answer."""
+    cluster = cluster_of(config)
+    print(f"stack {stack}: {cluster.describe()}", flush=True)
+    reason = unreachable_reason(cluster, deadline)
+    if reason:
+        print(f"cluster unreachable ({cluster.describe()}): {reason}", flush=True)
+        return None
+    return cluster
 
 
 def parse_timeout(text: str) -> int:

@@ -41,7 +41,6 @@ from components.step_prune import (
     prune_candidates,
 )
 from tools import clusterops
-from tools.stackfile import load_stack_catalog
 
 __all__ = [
     "EXIT_DIFFERENCES",
@@ -472,26 +471,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to read")
-    parser.add_argument("--catalog-dir", help="read the catalog here instead of catalogDir")
+    clusterops.add_stack_arguments(parser)
     parser.add_argument("--package", help="diff only this package (PACKAGE=)")
-    parser.add_argument(
-        "--timeout", default=clusterops.DEFAULT_TIMEOUT, help="bound on the whole run (5m)"
-    )
-    parser.add_argument(
-        "--jobs", default=str(clusterops.DEFAULT_JOBS), help="packages diffed at once"
-    )
+    clusterops.add_bound_arguments(parser, checked="diffed")
     parser.add_argument("--after-preview", help="pulumi preview --json output ('-': stdin)")
     parser.add_argument("--drift", action="store_true", help="with --after-preview: every package")
     args = parser.parse_args(argv)
-    overrides = {"catalogDir": args.catalog_dir} if args.catalog_dir else {}
     try:
-        timeout = clusterops.parse_timeout(args.timeout)
-        jobs = clusterops.parse_jobs(args.jobs)
-        catalog = load_stack_catalog(args.stack, overrides)
+        settings = clusterops.load_run_settings(args)
     except (ConfigError, ValueError) as error:
         print(error, file=sys.stderr)
         return EXIT_ERROR
+    catalog = settings.catalog
     names = [package.spec.name for package in catalog.packages]
     if args.package and args.package not in names:
         print(
@@ -514,13 +505,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not selected:
             print("no package is created or updated: no objects change (DRIFT=1 checks them all)")
             return EXIT_IN_SYNC
-    deadline = time.monotonic() + timeout
-    bound = clusterops.bound_text(timeout)
-    cluster = clusterops.cluster_of(catalog.config)
-    print(f"stack {args.stack}: {cluster.describe()}", flush=True)
-    reason = clusterops.unreachable_reason(cluster, deadline)
-    if reason:
-        print(f"cluster unreachable ({cluster.describe()}): {reason}", flush=True)
+    deadline = time.monotonic() + settings.timeout
+    bound = clusterops.bound_text(settings.timeout)
+    cluster = clusterops.connect(args.stack, catalog.config, deadline)
+    if cluster is None:
         return EXIT_ERROR
     by_name = {package.spec.name: package for package in catalog.packages}
 
@@ -531,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(render(name, result, bound)), flush=True)
 
     results = clusterops.run_in_deploy_order(
-        selected, check, jobs=jobs, deadline=deadline, show=show
+        selected, check, jobs=settings.jobs, deadline=deadline, show=show
     )
     errors = sum(1 for r in results.values() if r.error)
     differ = sum(1 for r in results.values() if not r.error and r.differences)

@@ -12,9 +12,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-from components.catalog import Catalog
+from components.catalog import Catalog, LoadedPackage
 from components.config import CatalogConfig, ConfigError, format_duration
 from components.graph import Graph
+from components.secrets import mounting_workloads
 from tools.stackfile import ROOT, load_stack_catalog, load_stack_config
 
 __all__ = ["README_BEGIN", "README_END", "main", "readme_with_diagram", "render_plan"]
@@ -40,6 +41,9 @@ def render_plan(
         needs = f" after {', '.join(spec.needs)}" if spec.needs else ""
         protect = " [protected]" if spec.protect else ""
         lines.append(f"  {spec.name} ({spec.path}){needs}{protect}")
+        lines.append(
+            "    inventory: checks the rollback's inputs; its delete runs kpt live destroy"
+        )
         for wait in spec.wait_before:
             lines.append(f"    wait before: {wait.target} {wait.condition}")
         side = " --server-side" if spec.server_side else ""
@@ -49,6 +53,16 @@ def render_plan(
             f"    kpt live apply{side} --reconcile-timeout={reconcile}"
             f" (killed after {format_duration(spec.apply_timeout)}), then status{digest}"
         )
+        if spec.secrets:
+            # Beside the apply: the Secrets must exist while kpt waits for what mounts them.
+            namespaces = sorted({secret.namespace for secret in spec.secrets})
+            lines.append(f"    beside it: wait for namespace {', '.join(namespaces)}")
+            lines.extend(
+                f"    beside it: Secret {s.namespace}/{s.name} from secret config"
+                f" ({', '.join(key for _, key in s.data)})"
+                for s in spec.secrets
+            )
+            lines.append(f"    on new Secret values: restart {_restarted(loaded.get(spec.name))}")
         for wait in spec.wait_after:
             lines.append(f"    wait after: {wait.target} {wait.condition}")
         for manifest in spec.manifests:
@@ -77,6 +91,16 @@ def render_plan(
         f" (one package after another, as the bash loop did: {format_duration(sequential)})",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _restarted(package: LoadedPackage | None) -> str:
+    """The workloads `<package>-restart` restarts, as the plan names them."""
+    if package is None:
+        return "the workloads that use them"
+    workloads = mounting_workloads(package.directory, package.spec.secrets)
+    if not workloads:
+        return "nothing (no workload of the package uses them)"
+    return ", ".join(f"{w.kind}/{w.name} ({w.namespace})" for w in workloads)
 
 
 def readme_with_diagram(readme: str, graph: Graph) -> str:

@@ -23,7 +23,7 @@ from components.catalog import LoadedPackage
 from components.config import CatalogConfig, ConfigError, WaitSpec
 from components.environment import status_environment
 from tools import clusterops
-from tools.stackfile import ROOT, load_stack_catalog
+from tools.stackfile import ROOT
 
 __all__ = [
     "EXIT_CONFIG",
@@ -80,12 +80,16 @@ def check_package(
     cluster: clusterops.Cluster,
     deadline: float,
     bound: str,
+    *,
+    stack: str,
 ) -> Health:
-    """Run the step runner's `status` for one package, killed at `deadline`."""
+    """Run the step runner's `status` for one package, killed at `deadline`; its log goes where
+    the deploy's steps of `stack` write theirs."""
     spec = package.spec
     waits = [*spec.wait_before, *spec.wait_after, *native_waits(package)]
     environment = {**os.environ, **status_environment(package, config, waits)}
     environment[kptstep.ENV_KUBECONFIG] = cluster.kubeconfig
+    environment[kptstep.ENV_STACK] = stack
     ran = clusterops.run_bounded(
         [sys.executable, kptstep.STEP_SCRIPT, kptstep.SUBCOMMAND_STATUS],
         deadline=deadline,
@@ -114,35 +118,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to read")
-    parser.add_argument("--catalog-dir", help="read the catalog here instead of catalogDir")
-    parser.add_argument(
-        "--timeout", default=clusterops.DEFAULT_TIMEOUT, help="bound on the whole run (5m)"
-    )
-    parser.add_argument(
-        "--jobs", default=str(clusterops.DEFAULT_JOBS), help="packages checked at once"
-    )
+    clusterops.add_stack_arguments(parser)
+    clusterops.add_bound_arguments(parser, checked="checked")
     args = parser.parse_args(argv)
-    overrides = {"catalogDir": args.catalog_dir} if args.catalog_dir else {}
     try:
-        timeout = clusterops.parse_timeout(args.timeout)
-        jobs = clusterops.parse_jobs(args.jobs)
-        catalog = load_stack_catalog(args.stack, overrides)
+        settings = clusterops.load_run_settings(args)
     except (ConfigError, ValueError) as error:
         print(error, file=sys.stderr)
         return EXIT_CONFIG
-    deadline = time.monotonic() + timeout
-    bound = clusterops.bound_text(timeout)
-    cluster = clusterops.cluster_of(catalog.config)
-    print(f"stack {args.stack}: {cluster.describe()}", flush=True)
-    reason = clusterops.unreachable_reason(cluster, deadline)
-    if reason:
-        print(f"cluster unreachable ({cluster.describe()}): {reason}", flush=True)
+    catalog = settings.catalog
+    deadline = time.monotonic() + settings.timeout
+    bound = clusterops.bound_text(settings.timeout)
+    cluster = clusterops.connect(args.stack, catalog.config, deadline)
+    if cluster is None:
         return EXIT_UNREACHABLE
     by_name = {package.spec.name: package for package in catalog.packages}
 
     def check(name: str, until: float) -> Health:
-        return check_package(by_name[name], catalog.config, cluster, until, bound)
+        return check_package(by_name[name], catalog.config, cluster, until, bound, stack=args.stack)
 
     def show(name: str, health: Health) -> None:
         print(f"{name:<16} {health.verdict}", flush=True)
@@ -151,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"    {line}", flush=True)
 
     results = clusterops.run_in_deploy_order(
-        list(by_name), check, jobs=jobs, deadline=deadline, show=show
+        list(by_name), check, jobs=settings.jobs, deadline=deadline, show=show
     )
     healthy = sum(1 for health in results.values() if health.healthy)
     print(f"{healthy} of {len(results)} package(s) healthy")
