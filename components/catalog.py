@@ -236,6 +236,7 @@ def _load(config: CatalogConfig, index_of: dict[str, int]) -> Catalog:
         for spec in graph.packages
     ]
     problems.extend(check_owners(owned, scans, manifests, config.catalog_dir))
+    problems.extend(_check_secret_namespaces(graph, scans, index_of))
     if problems:
         raise ConfigError(problems)
     catalog = Catalog(
@@ -257,6 +258,31 @@ def _load(config: CatalogConfig, index_of: dict[str, int]) -> Catalog:
     if problems:
         raise ConfigError(problems)
     return catalog
+
+
+def _check_secret_namespaces(
+    graph: Graph, scans: dict[str, PackageScan], index_of: dict[str, int]
+) -> list[str]:
+    """A declared Secret's namespace must come from the package itself, a package it needs, or
+    the cluster: its gate waits for that namespace, and would otherwise wait until its deadline."""
+    problems: list[str] = []
+    for spec in graph.packages:
+        if not spec.secrets:
+            continue
+        created = set(_EXISTING_NAMESPACES)
+        for name in graph.needs_closure(spec.name) | {spec.name}:
+            if name in scans:
+                created |= scans[name].namespaces
+        for s_index, secret in enumerate(spec.secrets):
+            if secret.namespace and secret.namespace not in created:
+                problems.append(
+                    f"packages[{index_of[spec.name]}].secrets[{s_index}].namespace: "
+                    f"{secret.namespace!r} is created neither by package {spec.name!r} nor by a "
+                    f"package it needs, and is not {' or '.join(sorted(_EXISTING_NAMESPACES))}: "
+                    "the Secret would wait for it until its deadline. Put the Namespace in the "
+                    "package, or the package that creates it in `needs`"
+                )
+    return problems
 
 
 def _check_environments(catalog: Catalog, index_of: dict[str, int]) -> list[str]:

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from components.config import ManifestSpec, PackageSpec
-from components.scan import ManifestDocument, ObjectId, PackageScan
+from components.scan import KindRef, ManifestDocument, ObjectId, PackageScan
 
 __all__ = ["MAX_ARG_STRLEN", "Owned", "arg_max", "check_environment_sizes", "check_owners"]
 
 MAX_ARG_STRLEN = 131072
 """Linux's bound on one `NAME=value` string of a command's environment (32 pages of 4 KiB,
 include/uapi/linux/binfmts.h); execve fails with E2BIG past it."""
+
+SECRET_KIND = KindRef("", "Secret")
 
 ManifestsOf = Mapping[str, Sequence[tuple[ManifestSpec, Sequence[ManifestDocument]]]]
 
@@ -122,6 +124,18 @@ def _shared_objects(
                     f"{package.key}: {identity} is in both {first} and {owner}: two owners "
                     "would fight over it (each apply takes it over, the first destroy deletes "
                     "it); keep it in one place"
+                )
+    # A declared Secret is an object the program owns: in a package's files or a manifest too,
+    # kpt and the provider would overwrite each other's values, and kpt would prune or destroy
+    # it. (One Secret declared twice is reported with the package config.)
+    for package in packages:
+        for index, secret in enumerate(package.spec.secrets):
+            identity = ObjectId(SECRET_KIND, secret.namespace, secret.name)
+            if identity in owners:
+                problems.append(
+                    f"{package.key}.secrets[{index}]: {identity} is declared here, with its "
+                    f"values from stack config, and is also in {owners[identity]}: kpt and the "
+                    "provider would overwrite each other's values; remove it from the files"
                 )
     return problems
 

@@ -365,6 +365,46 @@ def test_one_secret_has_one_owner(dev_config: dict[str, Any]) -> None:
     ) in problems
 
 
+def _program_problems(config: dict[str, Any]) -> tuple[str, ...]:
+    """What the program refuses with, having registered nothing."""
+    run = run_program(config, secrets=VALUES, raise_errors=False)
+    assert isinstance(run.error, ConfigError), run.error
+    assert run.registrations == []
+    return run.error.problems
+
+
+def test_a_declared_secret_in_the_package_files_too_is_refused(
+    dev_config: dict[str, Any], catalog: Path
+) -> None:
+    (catalog / "mesh/tailscale/operator/09-oauth.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: operator-oauth\n"
+        "  namespace: tailscale-system\nstringData:\n  client_id: placeholder\n"
+    )
+
+    problems = _program_problems(dev_config)
+
+    assert (
+        "packages[2].secrets[0]: Secret operator-oauth in namespace tailscale-system is declared "
+        "here, with its values from stack config, and is also in package 'tailscale' "
+        "(mesh/tailscale/operator/09-oauth.yaml): kpt and the provider would overwrite each "
+        "other's values; remove it from the files"
+    ) in problems
+
+
+def test_a_secret_in_a_namespace_nothing_creates_is_refused(dev_config: dict[str, Any]) -> None:
+    config = copy.deepcopy(dev_config)
+    config["packages"][2]["secrets"][0]["namespace"] = "nowhere"
+
+    problems = _program_problems(config)
+
+    assert (
+        "packages[2].secrets[0].namespace: 'nowhere' is created neither by package 'tailscale' "
+        "nor by a package it needs, and is not default or kube-system: the Secret would wait "
+        "for it until its deadline. Put the Namespace in the package, or the package that "
+        "creates it in `needs`"
+    ) in problems
+
+
 def test_the_secret_config_keys_are_known(dev_config: dict[str, Any]) -> None:
     config = parse_config(dev_config.get, stack="dev", base_dir=Path("/project"))
     assert secret_config_keys(config) == {"tailscaleOauthClientId", "tailscaleOauthClientSecret"}
