@@ -21,6 +21,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -79,10 +80,24 @@ def _last_line(text: str) -> str:
 
 
 def _single_kubeconfig() -> str:
-    """$KUBECONFIG when it names one existing file (then kpt, kubectl and the provider all get it
-    as `kubeconfig`); "" when it is unset or a list, which the tools then read themselves."""
+    """One kubeconfig file for kpt, kubectl and the provider alike, as a stack names one:
+    $KUBECONFIG when it names one file; kubectl's merge of a $KUBECONFIG list, flattened into a
+    private file (the provider reads a list as kubeconfig contents); else ~/.kube/config."""
     value = os.environ.get("KUBECONFIG", "")
-    return value if value and os.pathsep not in value and Path(value).is_file() else ""
+    if not value:
+        return str(Path("~/.kube/config").expanduser())
+    if os.pathsep not in value:
+        return value
+    merged = subprocess.run(
+        ["kubectl", "config", "view", "--flatten"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    handle, path = tempfile.mkstemp(prefix="kpt-catalog-e2e-", suffix=".kubeconfig")
+    with os.fdopen(handle, "w") as file:  # mkstemp: readable by this user only
+        file.write(merged)
+    return path
 
 
 def _cluster_problem() -> str:
