@@ -6,15 +6,14 @@
 STACK ?= dev
 # Extra arguments for pulumi, e.g. `make up PULUMI_ARGS=--yes`.
 PULUMI_ARGS ?=
-# The package `make reapply` re-applies.
+# The package `make reapply` re-applies; make status / make diff: one package only.
 PACKAGE ?=
 PYTHON ?= python3
 # Read the catalog from here instead of the stack's catalogDir (make plan only).
 CATALOG_DIR ?=
-# make status / make diff: the bound on the whole run, packages checked at once, one package only.
+# make status / make diff: the bound on the whole run, packages checked at once.
 TIMEOUT ?= 5m
 JOBS ?= 8
-PACKAGE ?=
 # make preview: DRIFT=1 shows the objects of every package, not only of those the preview changes.
 DRIFT ?=
 
@@ -32,7 +31,7 @@ export PACKAGE
 
 help: ## List these targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z0-9-]*:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
-	@echo "Variables: STACK=$(STACK)  PULUMI_ARGS=$(PULUMI_ARGS)  CATALOG_DIR=$(CATALOG_DIR)  PYTHON=$(PYTHON)"
+	@echo "Variables: STACK=$(STACK)  PULUMI_ARGS=$(PULUMI_ARGS)  CATALOG_DIR=$(CATALOG_DIR)  PYTHON=$(PYTHON)  PACKAGE=$(PACKAGE)  TIMEOUT=$(TIMEOUT)  JOBS=$(JOBS)  DRIFT=$(DRIFT)"
 
 venv: $(VENV_STAMP) ## Create ./venv with runtime and test dependencies
 
@@ -90,10 +89,10 @@ plan: venv ## Print the deploy and rollback order of stack STACK (CATALOG_DIR=..
 plan-readme: venv ## Regenerate the README's graph from packages.yaml
 	$(VENV)/bin/python -m tools.plan --stack dev --write-readme
 
-status: venv ## Check each package's health on the cluster (exit 0 healthy, 1 unhealthy, 2 config, 3 unreachable)
+status: venv ## Check each package's health on the cluster (make exits 2 on any failure; for the codes 0 healthy, 1 unhealthy, 2 config, 3 unreachable run venv/bin/python -m tools.status --stack STACK)
 	$(VENV)/bin/python -m tools.status --stack $(STACK) --timeout $(TIMEOUT) --jobs $(JOBS) $(if $(CATALOG_DIR),--catalog-dir '$(CATALOG_DIR)')
 
-diff: venv ## Each package's objects against the cluster: changes, creates, prunes (exit 0 in sync, 1 differ, 2 error)
+diff: venv ## Each package's objects against the cluster: changes, creates, prunes (make exits 2 on any difference or error; for the codes 0 in sync, 1 differ, 2 error run venv/bin/python -m tools.diff --stack STACK)
 	$(VENV)/bin/python -m tools.diff --stack $(STACK) --timeout $(TIMEOUT) --jobs $(JOBS) $(if $(CATALOG_DIR),--catalog-dir '$(CATALOG_DIR)') $(if $(PACKAGE),--package '$(PACKAGE)')
 
 bench: venv ## Run the benchmarks

@@ -7,7 +7,7 @@ so no resource is registered from a catalog that kpt would reject or misorder.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,7 +26,16 @@ from components.ownership import Owned, check_environment_sizes, check_owners
 from components.scan import Inventory, KindRef, ManifestDocument, PackageScan, load_manifest
 from components.scan import scan_package as _scan_package
 
-__all__ = ["BUILTIN_GROUPS", "Catalog", "LoadedPackage", "load", "load_catalog"]
+__all__ = [
+    "BUILTIN_GROUPS",
+    "Catalog",
+    "KindSource",
+    "LoadedPackage",
+    "kind_providers",
+    "kind_source",
+    "load",
+    "load_catalog",
+]
 
 # API groups the Kubernetes API server serves itself (plus kpt's own ResourceGroup).
 BUILTIN_GROUPS = frozenset(
@@ -325,6 +334,57 @@ def _checkable(config: CatalogConfig) -> CatalogConfig:
     )
 
 
+@dataclass(frozen=True)
+class KindSource:
+    """Where a package's custom kind comes from before the package's apply."""
+
+    package: str
+    """The package whose files hold the kind's CRD, or that waits for the CRD; "" when the
+    cluster provides it (`clusterProvidedKinds`)."""
+    waited: bool
+    """The CRD is registered at run time, and `package` waits for it."""
+
+
+def kind_providers(scans: Mapping[str, PackageScan]) -> dict[KindRef, list[str]]:
+    """The packages whose files hold each kind's CRD, in the order of `scans`."""
+    providers: dict[KindRef, list[str]] = {}
+    for name, scan in scans.items():
+        for kind in scan.provides:
+            providers.setdefault(kind, []).append(name)
+    return providers
+
+
+def kind_source(
+    kind: KindRef,
+    spec: PackageSpec,
+    graph: Graph,
+    providers: Mapping[KindRef, Sequence[str]],
+    cluster_provided_kinds: Collection[str],
+) -> KindSource | None:
+    """Where package `spec`'s custom `kind` comes from: the package itself or a package it needs
+    (directly or not) holding its CRD, a wait for its CRD (this package's own before its apply,
+    or any wait of a package it needs), or `clusterProvidedKinds`; None when nothing provides
+    it. Kinds of the API server's own groups are not asked about (BUILTIN_GROUPS)."""
+    if str(kind) in cluster_provided_kinds:
+        return KindSource("", waited=False)
+    needed = graph.needs_closure(spec.name) | {spec.name}
+    # Deploy order: the package itself last, so that a need is named first.
+    in_order = [p for p in graph.packages if p.name in needed and p.name != spec.name]
+    owners = providers.get(kind, [])
+    for package in [spec, *in_order]:
+        if package.name in owners:
+            return KindSource(package.name, waited=False)
+    plurals = _plural_candidates(kind.kind)
+    # A CRD the cluster registers at run time is there once a wait for it passed.
+    for package, waits in [
+        (spec, spec.wait_before),
+        *((need, (*need.wait_before, *need.wait_after)) for need in in_order),
+    ]:
+        if any((plural, kind.group) in _awaited_kinds(waits) for plural in plurals):
+            return KindSource(package.name, waited=True)
+    return None
+
+
 def _check_kinds(
     config: CatalogConfig,
     graph: Graph,
@@ -334,10 +394,7 @@ def _check_kinds(
 ) -> list[str]:
     """Every custom kind used must come from the package itself, a package it needs, a CRD it
     waits for, or `clusterProvidedKinds`: kpt cannot order across packages, so this is our job."""
-    providers: dict[KindRef, list[str]] = {}
-    for name, scan in scans.items():
-        for kind in scan.provides:
-            providers.setdefault(kind, []).append(name)
+    providers = kind_providers(scans)
     problems: list[str] = []
     for spec in graph.packages:
         key = f"packages[{index_of[spec.name]}]"
@@ -345,24 +402,12 @@ def _check_kinds(
         for m_index, (_manifest, documents) in enumerate(manifests[spec.name]):
             for document in documents:
                 used.setdefault(document.kind, f"manifests[{m_index}]")
-        needed = graph.needs_closure(spec.name) | {spec.name}
-        # A CRD the cluster registers at run time is there once a wait for it passed: this
-        # package's own waits before its apply, or any wait of a package it needs.
-        awaited = _awaited_kinds(spec.wait_before).union(
-            *(
-                _awaited_kinds((*need.wait_before, *need.wait_after))
-                for need in graph.packages
-                if need.name in needed and need.name != spec.name
-            )
-        )
         for kind, where in sorted(used.items()):
-            if kind.group in BUILTIN_GROUPS or str(kind) in config.cluster_provided_kinds:
+            if kind.group in BUILTIN_GROUPS or kind_source(
+                kind, spec, graph, providers, config.cluster_provided_kinds
+            ):
                 continue
             owners = providers.get(kind, [])
-            if any(owner in needed for owner in owners):
-                continue
-            if any((p, kind.group) in awaited for p in _plural_candidates(kind.kind)):
-                continue
             if owners:
                 problems.append(
                     f"{key}.needs: package {spec.name!r} uses {kind} ({where}) whose CRD is in "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from components.kpt_package import TYPE_TOKEN
 from components.step_prune import (
@@ -414,16 +415,114 @@ def test_an_unknown_package_is_named(
 def test_a_failed_kubectl_is_an_error_with_its_reason(
     cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # cilium's CRDs come from cilium-operator; without them the server cannot dry-run its objects
-    cluster.objects = [o for o in cluster.objects if o["kind"] != "CustomResourceDefinition"]
-    cluster.save()
+    # an API version the server no longer serves: nothing the catalog deploys provides it
+    (catalog / "networking" / "cilium" / "psp.yaml").write_text(
+        "apiVersion: policy/v1beta1\nkind: PodSecurityPolicy\nmetadata:\n  name: cilium\n"
+        "spec:\n  privileged: true\n"
+    )
 
     code, out = run_diff(catalog, capsys, "--package", "cilium")
 
     assert code == 2
     assert verdicts(out)["cilium"] == "ERROR: kubectl diff failed (exit 2)"
     assert "ensure CRDs are installed first" in out
+    assert 'no matches for kind "PodSecurityPolicy" in version "policy/v1beta1"' in out
     assert out.splitlines()[-1] == "0 of 1 package(s) in sync, 1 failed"
+
+
+def test_custom_resources_of_a_crd_the_package_waits_for_are_creates(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # cilium's CRDs come from cilium-operator at run time; cilium waits for them before its apply
+    cluster.objects = [o for o in cluster.objects if o["kind"] != "CustomResourceDefinition"]
+    cluster.save()
+
+    code, out = run_diff(catalog, capsys, "--package", "cilium")
+
+    assert code == 1, out
+    created = [line for line in out.splitlines() if line.startswith("  + ")]
+    assert created
+    assert all(line.endswith(" (after its CRD (waited for by cilium))") for line in created)
+    assert (
+        "  + CiliumBGPClusterConfig/cluster-bgp (after its CRD (waited for by cilium))" in created
+    )
+    assert verdicts(out)["cilium"] == f"{len(created)} to create"
+
+
+def test_objects_after_a_needed_packages_crd_or_namespace_are_creates(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # headscale needs tailscale (its Connector CRD, its namespace) and cilium (which waits for
+    # the cilium.io CRDs); none of them is in the cluster yet
+    (catalog / "mesh" / "headscale" / "extra.yaml").write_text(
+        "apiVersion: tailscale.com/v1alpha1\nkind: Connector\nmetadata:\n  name: hs\n"
+        "spec:\n  subnetRouter:\n    advertiseRoutes: [10.0.0.0/24]\n---\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hs-peer\n"
+        "  namespace: tailscale-system\ndata:\n  x: y\n---\n"
+        "apiVersion: cilium.io/v2alpha1\nkind: CiliumLoadBalancerIPPool\nmetadata:\n"
+        "  name: hs\nspec:\n  blocks: [{cidr: 10.0.1.0/24}]\n"
+    )
+    keep = {"headscale"}
+    cluster.objects = [
+        o
+        for o in cluster.objects
+        if o["kind"] != "CustomResourceDefinition"
+        and not (o["kind"] == "Namespace" and o["metadata"]["name"] not in keep)
+    ]
+    cluster.save()
+
+    code, out = run_diff(catalog, capsys, "--package", "headscale")
+
+    assert code == 1, out
+    assert [line for line in out.splitlines() if line.startswith("  + ")] == [
+        "  + Connector/hs (after its CRD (from package tailscale))",
+        "  + ConfigMap/tailscale-system/hs-peer (after its Namespace (from package tailscale))",
+        "  + CiliumLoadBalancerIPPool/hs (after its CRD (waited for by cilium))",
+    ]
+    assert verdicts(out)["headscale"] == "3 to create"
+
+
+def test_a_kind_the_cluster_provides_is_a_create_after_its_crd(
+    cluster: FakeCluster,
+    catalog: Path,
+    capsys: pytest.CaptureFixture[str],
+    stack_project: Path,
+) -> None:
+    stack_file = stack_project / "Pulumi.dev.yaml"
+    document = yaml.safe_load(stack_file.read_text())
+    document["config"]["kpt-catalog:clusterProvidedKinds"] = [
+        "monitoring.coreos.com/ServiceMonitor"
+    ]
+    stack_file.write_text(yaml.safe_dump(document))
+    (catalog / "mesh" / "headscale" / "monitor.yaml").write_text(
+        "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n"
+        "  name: headscale\n  namespace: headscale\nspec:\n  endpoints: [{port: metrics}]\n"
+    )
+
+    code, out = run_diff(catalog, capsys, "--package", "headscale")
+
+    assert code == 1, out
+    assert [line for line in out.splitlines() if line.startswith("  + ")] == [
+        "  + ServiceMonitor/headscale/headscale (after its CRD (listed in clusterProvidedKinds))"
+    ]
+
+
+def test_an_empty_cluster_is_all_creates(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a fresh cluster: no objects, no CRDs (kpt installs the ResourceGroup CRD on its first apply)
+    cluster.objects = []
+    cluster.resource_group_crd = False
+    cluster.save()
+
+    code, out = run_diff(catalog, capsys)
+
+    assert code == 1, out
+    assert list(verdicts(out)) == ORDER
+    assert all(v.startswith("not deployed yet: ") for v in verdicts(out).values()), out
+    assert "ERROR" not in out
+    assert out.splitlines()[-1] == "0 of 5 package(s) in sync, 5 differ"
+    assert "  + CiliumBGPClusterConfig/cluster-bgp (after its CRD (waited for by cilium))" in out
 
 
 # --- make preview ------------------------------------------------------------------------------

@@ -30,8 +30,9 @@ from typing import Any
 
 import yaml
 
-from components.catalog import LoadedPackage
+from components.catalog import BUILTIN_GROUPS, Catalog, LoadedPackage, kind_providers, kind_source
 from components.config import ConfigError
+from components.scan import KindRef, scan_package
 from components.step_prune import (
     ObjectKey,
     PruneInputError,
@@ -49,6 +50,7 @@ __all__ = [
     "PACKAGE_TYPE",
     "Change",
     "PackageDiff",
+    "Prerequisites",
     "diff_package",
     "main",
     "package_objects",
@@ -93,8 +95,8 @@ class PackageDiff:
 
     changes: list[Change] = field(default_factory=list)
     deferred: list[tuple[ObjectKey, str]] = field(default_factory=list)
-    """Created after the package's own CRD or Namespace, each with which: the server cannot
-    dry-run them before that exists."""
+    """Created after a CRD or Namespace that the package, a package it needs, a wait or the
+    cluster provides, each with which: the server cannot dry-run them before that exists."""
     prune: PrunePlan = field(default_factory=PrunePlan)
     deployed: bool = True
     """The cluster holds the package's inventory."""
@@ -287,37 +289,93 @@ def _live_objects(
     return found, "", []
 
 
-def _crd_kinds(objects: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
-    """(group, kind) of every CustomResourceDefinition among the objects."""
-    kinds = set()
-    for document in objects:
-        if document.get("kind") == "CustomResourceDefinition":
-            spec = document.get("spec") or {}
-            kinds.add((str(spec.get("group", "")), str((spec.get("names") or {}).get("kind"))))
-    return kinds
+@dataclass(frozen=True)
+class Prerequisites:
+    """What the catalog creates or waits for before a package's apply: the CRDs and Namespaces
+    without which the server cannot dry-run some of its objects on a cluster that lacks them."""
+
+    catalog: Catalog
+    providers: Mapping[KindRef, Sequence[str]]
+    """The packages whose files hold each kind's CRD."""
+    namespaces: Mapping[str, frozenset[str]]
+    """The Namespaces each package's files or manifests create."""
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> Prerequisites:
+        scans = {p.spec.name: scan_package(p.directory) for p in catalog.packages}
+        namespace = KindRef("", "Namespace")
+        namespaces = {
+            package.spec.name: frozenset(
+                scans[package.spec.name].namespaces
+                | {d.name for _, docs in package.manifests for d in docs if d.kind == namespace}
+            )
+            for package in catalog.packages
+        }
+        return cls(catalog, kind_providers(scans), namespaces)
+
+    def kind_reason(self, package: LoadedPackage, group: str, kind: str) -> str:
+        """Why an object of the kind is created only after its CRD; "" when nothing the catalog
+        deploys provides it (the same sources `make up` accepts: components.catalog)."""
+        if group in BUILTIN_GROUPS:  # the API server's own: a wrong version, not a missing CRD
+            return ""
+        catalog = self.catalog
+        source = kind_source(
+            KindRef(group, kind),
+            package.spec,
+            catalog.graph,
+            self.providers,
+            catalog.config.cluster_provided_kinds,
+        )
+        if source is None:
+            return ""
+        if source.waited:
+            return f"after its CRD (waited for by {source.package})"
+        if not source.package:
+            return "after its CRD (listed in clusterProvidedKinds)"
+        if source.package == package.spec.name:
+            return "after its CustomResourceDefinition, created by this package"
+        return f"after its CRD (from package {source.package})"
+
+    def namespace_reason(self, package: LoadedPackage, namespace: str) -> str:
+        """Why objects in the namespace are created only after it; "" when neither the package
+        nor a package it needs (directly or not) creates it."""
+        if namespace in self.namespaces[package.spec.name]:
+            return "after its Namespace, created by this package"
+        graph = self.catalog.graph
+        needed = graph.needs_closure(package.spec.name)
+        for need in graph.deploy_order:
+            if need in needed and namespace in self.namespaces[need]:
+                return f"after its Namespace (from package {need})"
+        return ""
 
 
-def _needs_own_prerequisite(
-    ran: clusterops.Ran, objects: Sequence[Mapping[str, Any]]
+def _needs_prerequisite(
+    ran: clusterops.Ran,
+    objects: Sequence[Mapping[str, Any]],
+    package: LoadedPackage,
+    prerequisites: Prerequisites,
 ) -> dict[ObjectKey, str]:
-    """Objects the server could not dry-run because a CRD or Namespace of the same package does
-    not exist yet (kubectl's `no matches for kind` / `namespaces "x" not found`), each with the
-    reason; empty when the failure has another cause."""
-    provided = _crd_kinds(objects)
-    kinds = {(version.rpartition("/")[0], kind) for kind, version in _NO_MATCH.findall(ran.stderr)}
-    created = {
-        str((o.get("metadata") or {}).get("name")) for o in objects if o.get("kind") == "Namespace"
+    """Objects the server could not dry-run because a CRD or Namespace that the package itself,
+    a package it needs, a wait or the cluster provides does not exist yet (kubectl's `no matches
+    for kind` / `namespaces "x" not found`), each with the reason; empty when the failure has
+    another cause, or names a kind or namespace that nothing provides."""
+    kinds = {
+        (version.rpartition("/")[0], kind): "" for kind, version in _NO_MATCH.findall(ran.stderr)
     }
-    namespaces = set(_NO_NAMESPACE.findall(ran.stderr))
-    if not (kinds or namespaces) or not kinds <= provided or not namespaces <= created:
+    namespaces = dict.fromkeys(_NO_NAMESPACE.findall(ran.stderr), "")
+    for group, kind in kinds:
+        kinds[group, kind] = prerequisites.kind_reason(package, group, kind)
+    for namespace in namespaces:
+        namespaces[namespace] = prerequisites.namespace_reason(package, namespace)
+    if not (kinds or namespaces) or not all((*kinds.values(), *namespaces.values())):
         return {}
     later = {}
     for document in objects:
         key = ObjectKey.of(document)
-        if kinds and (key.group, key.kind) in provided:
-            later[key] = "after its CustomResourceDefinition, created by this package"
+        if (key.group, key.kind) in kinds:
+            later[key] = kinds[key.group, key.kind]
         elif key.namespace in namespaces:
-            later[key] = "after its Namespace, created by this package"
+            later[key] = namespaces[key.namespace]
     return later
 
 
@@ -347,7 +405,10 @@ def _kubectl_diff(
 
 
 def diff_package(
-    package: LoadedPackage, cluster: clusterops.Cluster, deadline: float
+    package: LoadedPackage,
+    cluster: clusterops.Cluster,
+    deadline: float,
+    prerequisites: Prerequisites,
 ) -> PackageDiff:
     """The object-level difference between the package's files and the cluster."""
     result = PackageDiff()
@@ -362,14 +423,20 @@ def diff_package(
         return result
     result.deployed = inventory is not None
     ran = _kubectl_diff(package, objects, cluster, deadline)
-    # kubectl stops at the first object the server cannot dry-run; one retry per cause at most.
-    for _ in range(2):
-        later = _needs_own_prerequisite(ran, objects) if ran.returncode > 1 else {}
+    # kubectl stops at the first object the server cannot dry-run: one more run per cause (a
+    # missing CRD or Namespace), each without the objects that wait for it.
+    while objects and ran.returncode > 1 and not ran.killed:
+        later = _needs_prerequisite(ran, objects, package, prerequisites)
         if not later:
             break
         result.deferred.extend(later.items())  # in file order
         objects = [o for o in objects if ObjectKey.of(o) not in later]
-        ran = _kubectl_diff(package, objects, cluster, deadline)
+        # Nothing left to dry-run: every object waits for something.
+        ran = (
+            _kubectl_diff(package, objects, cluster, deadline)
+            if objects
+            else clusterops.Ran(0, "", "", killed=False)
+        )
     if ran.killed:
         result.error = "killed"
         return result
@@ -511,9 +578,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cluster is None:
         return EXIT_ERROR
     by_name = {package.spec.name: package for package in catalog.packages}
+    prerequisites = Prerequisites.of(catalog)
 
     def check(name: str, until: float) -> PackageDiff:
-        return diff_package(by_name[name], cluster, until)
+        return diff_package(by_name[name], cluster, until, prerequisites)
 
     def show(name: str, result: PackageDiff) -> None:
         print("\n".join(render(name, result, bound)), flush=True)
