@@ -41,6 +41,7 @@ from components.catalog import LoadedPackage
 from components.config import CatalogConfig, PackageSpec, WaitSpec
 from components.environment import apply_environment, inventory_environment
 from components.gates import BACKSTOP_SECONDS, declare_gate
+from components.native import KubernetesObject
 from components.secrets import declare_restart, declare_secrets, mounting_workloads
 
 __all__ = ["KptPackage", "KptPackageArgs", "KubernetesObject"]
@@ -66,22 +67,6 @@ class KptPackageArgs:
     """Components of the packages this one needs; its first step waits for all of them."""
     secret_values: Mapping[str, Mapping[str, pulumi.Output[str]]] = field(default_factory=dict)
     """Data of each of the package's `secrets`, by Secret name: key -> secret config value."""
-
-
-class KubernetesObject(pulumi.CustomResource):
-    """Any Kubernetes object, registered with the provider from its full manifest."""
-
-    status: pulumi.Output[Any]
-    """The object's live status, as the provider read it after creating it."""
-
-    def __init__(
-        self, resource_name: str, body: dict[str, Any], opts: pulumi.ResourceOptions
-    ) -> None:
-        api_version = str(body["apiVersion"])
-        # The provider's type tokens name the core group explicitly: `kubernetes:core/v1:...`.
-        group_version = "core/v1" if api_version == "v1" else api_version
-        props = {**body, "status": None}
-        super().__init__(f"kubernetes:{group_version}:{body['kind']}", resource_name, props, opts)
 
 
 class KptPackage(pulumi.ComponentResource):

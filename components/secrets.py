@@ -54,6 +54,7 @@ from components.config import (
 )
 from components.files import read_package_files, unsafe_yaml
 from components.gates import BACKSTOP_SECONDS, declare_gate
+from components.native import KubernetesObject
 
 __all__ = [
     "Workload",
@@ -254,7 +255,7 @@ def declare_secrets(
     parent: pulumi.ResourceOptions,
     beside_apply: Sequence[pulumi.Resource],
     rollback: Sequence[pulumi.Resource] = (),
-) -> list[kubernetes.core.v1.Secret]:
+) -> list[KubernetesObject]:
     """The package's Secrets, after a gate that sees kpt create their namespace.
 
     `values` maps each Secret's name to its data (from `secret_values`). `beside_apply` is what
@@ -268,21 +269,28 @@ def declare_secrets(
     upstream = list(beside_apply) + [r for r in rollback if r not in beside_apply]
     gate = _namespace_gate(package, config, parent, upstream)
     return [
-        kubernetes.core.v1.Secret(
+        KubernetesObject(
             f"{spec.name}-secret-{secret.name}",
-            metadata=kubernetes.meta.v1.ObjectMetaArgs(
-                name=secret.name,
-                namespace=secret.namespace,
-                # The stack owns these values: taking over a Secret made by hand (kubectl create)
-                # with other values must not fail on a field-manager conflict (pulumi-kubernetes
-                # provider/pkg/await/await.go, patchForce: this annotation forces the apply).
-                annotations={"pulumi.com/patchForce": "true"},
-            ),
-            type="Opaque",
-            string_data=dict(values[secret.name]),
-            opts=pulumi.ResourceOptions.merge(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": secret.name,
+                    "namespace": secret.namespace,
+                    # The stack owns these values: taking over a Secret made by hand (kubectl
+                    # create) with other values must not fail on a field-manager conflict
+                    # (pulumi-kubernetes provider/pkg/await/await.go: this annotation forces
+                    # the apply).
+                    "annotations": {"pulumi.com/patchForce": "true"},
+                },
+                "type": "Opaque",
+                "stringData": pulumi.Output.secret(dict(values[secret.name])),
+            },
+            pulumi.ResourceOptions.merge(
                 parent, pulumi.ResourceOptions(provider=provider, depends_on=[gate])
             ),
+            # What pulumi_kubernetes.core.v1.Secret adds: the values stay encrypted as outputs.
+            secret_outputs=("data", "stringData"),
         )
         for secret in spec.secrets
     ]

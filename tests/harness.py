@@ -145,6 +145,8 @@ class Registration:
     """The explicit provider reference (`<provider urn>::<id>`), empty for the default one."""
     aliases: tuple[str, ...] = ()
     """The URNs the resource may have had before, as the engine reads the alias specs."""
+    secret_outputs: tuple[str, ...] = ()
+    """Outputs the engine keeps encrypted in state (`additional_secret_outputs`)."""
 
 
 def _alias_urn(alias: Any, request: Any) -> str:
@@ -218,6 +220,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     },
                     aliases=tuple(_alias_urn(a, request) for a in request.aliases),
                     provider=_engine_urn(request.provider),
+                    secret_outputs=tuple(request.additionalSecretOutputs),
                 )
             )
         return response

@@ -100,6 +100,8 @@ def test_the_secret_is_a_native_secret_whose_values_are_registered_as_secrets(
         "client_secret": CLIENT_SECRET,
     }
     assert "data" not in secret.inputs
+    # As the provider's own Secret class asks: what the cluster returns stays encrypted too.
+    assert set(secret.secret_outputs) == {"data", "stringData"}
     # The package's explicit provider, the one that takes over existing objects.
     assert secret.provider.startswith(run.by_name("kubernetes").urn + "::")
     assert secret.parent == run.by_name("tailscale").urn
