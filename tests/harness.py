@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import runpy
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -364,3 +366,53 @@ def _run(
             raise
         run.error = error
     return run
+
+
+FAKEBIN = ROOT / "tests" / "fakebin"
+"""The stand-in kpt and kubectl."""
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"  # noqa: S105 - the SDK's marker
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 - the SDK's marker, no password
+
+
+def is_secret(value: object) -> bool:
+    """Whether a registered input is a Pulumi secret, as the SDK marks one on the wire."""
+    return isinstance(value, dict) and value.get(SECRET_SIG_KEY) == SECRET_SIG
+
+
+def run_registered_step(
+    tmp_path: Path, registration: Registration, script: str, *, fake: bool = True, **extra: str
+) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    """Run `script` (one of the registration's command strings) the way the command provider
+    runs it: `/bin/sh -c` in a copy of the project, with the registered environment (a secret
+    one as the engine decrypts it for the provider), against the stand-ins (or, with
+    `fake=False`, the real tools). Returns the result and the argument lists the stand-ins got."""
+    project = tmp_path / "project"
+    if not project.exists():
+        shutil.copytree(ROOT / "components", project / "components")
+    environment = registration.inputs["environment"]
+    if is_secret(environment):
+        environment = environment["value"]
+    record = tmp_path / "calls.jsonl"
+    path = f"{FAKEBIN}{os.pathsep}{os.environ['PATH']}" if fake else os.environ["PATH"]
+    result = subprocess.run(
+        ["/bin/sh", "-c", script],
+        env={
+            **os.environ,
+            **environment,
+            "PATH": path,
+            "FAKE_RECORD": str(record),
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+            **extra,
+        },
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    calls = (
+        [json.loads(line)["argv"] for line in record.read_text().splitlines()]
+        if record.exists()
+        else []
+    )
+    return result, calls

@@ -4,9 +4,6 @@ kpt adopts what no inventory holds when a package says so, and nothing is ever r
 from __future__ import annotations
 
 import copy
-import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness import ROOT, ProgramRun, run_program
+from tests.harness import ProgramRun, run_program, run_registered_step
 
 CONNECTOR = "tailscale-connector-cluster-subnet-router"
 POLICY = "KPT_CATALOG_INVENTORY_POLICY"
@@ -104,7 +101,6 @@ def test_adopt_must_be_a_boolean(dev_config: dict[str, Any]) -> None:
 
 # --- `adopt` reaching kpt, with the stand-in and with the real kpt --------------------------------
 
-FAKEBIN = ROOT / "tests" / "fakebin"
 REFUSING_KUBECONFIG = """\
 apiVersion: v1
 kind: Config
@@ -118,35 +114,9 @@ current-context: test
 def _apply(
     tmp_path: Path, run: ProgramRun, package: str, *, fake: bool = True, **extra: str
 ) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
-    """Run the package's registered apply as the command provider does: `/bin/sh -c` in the
-    project directory, with the registered environment."""
+    """Run the package's registered apply as the command provider does."""
     apply = run.by_name(f"{package}-apply")
-    project = tmp_path / "project"
-    shutil.copytree(ROOT / "components", project / "components")
-    record = tmp_path / "calls.jsonl"
-    path = f"{FAKEBIN}{os.pathsep}{os.environ['PATH']}" if fake else os.environ["PATH"]
-    result = subprocess.run(
-        ["/bin/sh", "-c", apply.inputs["create"]],
-        env={
-            **os.environ,
-            **apply.inputs["environment"],
-            "PATH": path,
-            "FAKE_RECORD": str(record),
-            "XDG_STATE_HOME": str(tmp_path / "state"),
-            **extra,
-        },
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    calls = (
-        [json.loads(line)["argv"] for line in record.read_text().splitlines()]
-        if record.exists()
-        else []
-    )
-    return result, calls
+    return run_registered_step(tmp_path, apply, apply.inputs["create"], fake=fake, **extra)
 
 
 def test_adopt_reaches_kpt_as_the_inventory_policy_flag(
