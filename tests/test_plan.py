@@ -21,7 +21,10 @@ def test_plan_of_the_dev_stack(capsys: pytest.CaptureFixture[str], stack_project
     rollback = out[out.index("Rollback order") :]
     lines = [line.split(":")[0].strip() for line in rollback.splitlines()[1:5]]
     assert lines == ["envoy-gateway", "headscale", "tailscale", "cilium"]
-    assert "tailscale: native mesh/tailscale/03-connector.yaml first" in rollback
+    assert (
+        "tailscale: native mesh/tailscale/03-connector.yaml first (while its operator runs), "
+        "then Secret tailscale-system/operator-oauth, then kpt live destroy"
+    ) in rollback
     assert "kept (protected, removed only with the cluster): kube-vip" in rollback
     assert "Critical path: kube-vip -> cilium -> tailscale -> headscale" in out
     # 8m+2m+2m (kube-vip) + 8m+2m+10m (cilium) + 12m+3m+4m+5m (tailscale) + 12m+3m+3m

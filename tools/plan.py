@@ -78,7 +78,11 @@ def render_plan(
         first = (
             f"native {', '.join(natives)} first (while its operator runs), then " if natives else ""
         )
-        lines.append(f"  {name}: {first}kpt live destroy")
+        # The Secrets go after the native objects (the operator needs its credentials to
+        # release them) and before kpt live destroy removes their namespace.
+        secrets = [f"{s.namespace}/{s.name}" for s in spec.secrets]
+        then = f"Secret {', '.join(secrets)}, then " if secrets else ""
+        lines.append(f"  {name}: {first}{then}kpt live destroy")
     lines.append(
         "  kept (protected, removed only with the cluster): " + (", ".join(kept) or "none")
     )
