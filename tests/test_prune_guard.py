@@ -149,6 +149,35 @@ def test_a_pruned_configmap_needs_no_allowance_and_a_kept_object_is_not_counted(
     assert step.result["ok"] is True
 
 
+def test_a_prune_kpt_would_refuse_stops_the_step_before_the_apply(record, pids, package):
+    """A Namespace whose file left while the package still lives in it: kpt would skip its prune
+    and the apply would fail on that skip, on every run. The check says so before applying."""
+    step = _apply(record, pids, package, "dry-run-prune-blocked")
+
+    assert step.code == 1
+    assert _summary(step.stderr) == [
+        "[headscale] apply failed (prune blocked): kpt would refuse to prune 1 object(s) that "
+        "left package headscale, and the apply would fail on them; nothing was applied",
+        "[headscale]   Namespace headscale: namespace still in use: headscale",
+        "[headscale]   put each one's file back in the package, or first remove what still holds "
+        "it (for a Namespace: the objects and the inventory that still live in it)",
+    ]
+    assert _ran(record) == ["kpt apply --dry-run"]
+
+
+def test_an_older_kpt_that_stops_before_its_prunes_is_no_answer(record, pids, package):
+    """Older kpt prints a "completed" event after each task; exit 0 right after the apply's says
+    nothing of the prunes, so the check fails instead of letting the apply prune unchecked."""
+    step = _apply(record, pids, package, "dry-run-old-truncated")
+
+    assert step.code == 1
+    assert _summary(step.stderr)[0] == (
+        "[headscale] apply failed (prune check failed): kpt live apply --dry-run ended before it "
+        "reported its prunes, so what kpt would prune is unknown; nothing was applied"
+    )
+    assert _ran(record) == ["kpt apply --dry-run"]
+
+
 def test_an_object_kpt_keeps_on_remove_is_no_failure_of_the_apply(record, pids, package):
     """The way out the refusal offers (annotate the object on-remove: keep) must work: kpt then
     reports a Skipped prune and a Skipped wait for it, and exits 0."""

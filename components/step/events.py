@@ -22,6 +22,7 @@ from components.step.errors import (
 
 __all__ = [
     "FAILED_STATUSES",
+    "KEPT_BY_ANNOTATION",
     "Event",
     "ObjectRef",
     "ObjectResult",

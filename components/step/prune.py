@@ -33,6 +33,7 @@ from components.step import logs
 from components.step.contract import ENV_ALLOW_PRUNE, Cluster, EnvError
 from components.step.errors import ClusterUnreachableError, StepError
 from components.step.events import (
+    KEPT_BY_ANNOTATION,
     Event,
     ObjectRef,
     ObjectResult,
@@ -46,6 +47,7 @@ __all__ = [
     "CLUSTER_SCOPED_KINDS",
     "ENTRY",
     "GUARDED_KINDS",
+    "PruneBlockedError",
     "PruneCheckFailedError",
     "PruneRefusedError",
     "allowed_entry",
@@ -74,6 +76,13 @@ class PruneRefusedError(StepError):
     """kpt would prune a CRD, Namespace or PVC that the package's allowPrune does not name."""
 
     kind = "prune refused"
+
+
+class PruneBlockedError(StepError):
+    """kpt would skip pruning an object that left the package (not one kept by annotation), and
+    the apply would then fail on it."""
+
+    kind = "prune blocked"
 
 
 class PruneCheckFailedError(StepError):
@@ -181,17 +190,30 @@ def _dry_run(
         return None
     # Exit 3 means objects failed in the dry run (a namespace the package itself creates does
     # not exist yet, say); kpt still ran every prune filter, and the real apply will say more.
+    # kpt's current output prints its summaries after every group, prunes included, so a summary
+    # proves the prunes were printed; older releases (no group events) print a "completed" event
+    # after each task, and the prune task's comes after the apply's: only it proves the same.
+    grouped = any(event.type == "group" for event in events)
+    prunes_unknown = not summary.reported or (not grouped and "prune" not in summary.reported)
     failed_before_prunes = (
         completed.returncode not in (0, 3)
         or summary.errors
         or not summary.events
-        or not summary.reported
+        or prunes_unknown
     )
     if failed_before_prunes:
         reason = (
             f"exited {completed.returncode}"
             if completed.returncode not in (0, 3)
-            else ("reported an error" if summary.errors else "ended before its final summary")
+            else (
+                "reported an error"
+                if summary.errors
+                else (
+                    "ended before its final summary"
+                    if not summary.reported
+                    else "ended before it reported its prunes"
+                )
+            )
         )
         raise PruneCheckFailedError(
             f"{label} {reason}, so what kpt would prune is unknown; nothing was applied",
@@ -216,13 +238,27 @@ def check_prunes(
     if results is None:
         logs.say(package, "prune check: no ResourceGroup CRD in the cluster yet, nothing to prune")
         return 0
-    kept = [r for r in results if r.status == "Skipped"]
+    kept = [
+        r for r in results if r.status == "Skipped" and r.detail.startswith(KEPT_BY_ANNOTATION)
+    ]
     pruned = [r for r in results if r.status != "Skipped"]
+    # Any other skip (a Namespace still in use, an object another inventory owns) fails the apply
+    # that follows (events.classify), on every later run too: say so now, before anything runs.
+    blocked = [r for r in results if r.status == "Skipped" and r not in kept]
     for result in kept:
-        detail = f": {result.detail}" if result.detail else ""
-        logs.say(package, f"prune check: kpt keeps {result.obj}{detail}")
+        logs.say(package, f"prune check: kpt keeps {result.obj}: {result.detail}")
     for result in pruned:
         logs.say(package, f"prune check: kpt would prune {result.obj}")
+    if blocked:
+        raise PruneBlockedError(
+            f"kpt would refuse to prune {len(blocked)} object(s) that left package {package}, "
+            "and the apply would fail on them; nothing was applied",
+            [
+                *(f"{r.obj}: {r.detail or 'skipped by kpt'}" for r in blocked),
+                "put each one's file back in the package, or first remove what still holds it "
+                "(for a Namespace: the objects and the inventory that still live in it)",
+            ],
+        )
     rules = [_parse_entry(entry) for entry in allowed]
     refused = [
         r.obj
