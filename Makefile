@@ -22,16 +22,19 @@ VENV := venv
 VENV_STAMP := $(VENV)/.installed
 PULUMI_STACK := sh tools/pulumi-stack.sh
 
-# The wrapper reads STACK from its environment; `make reapply` reads PACKAGE from its own.
+# The wrapper reads STACK from its environment, and so does every recipe ("$$STACK",
+# "$$PACKAGE", "$$CATALOG_DIR", ...): a value is never pasted into a shell line, where a quote,
+# `;` or `$$(...)` in it would change the command.
 export STACK
 export PACKAGE
+export CATALOG_DIR TIMEOUT JOBS
 
 .DEFAULT_GOAL := help
 .PHONY: help venv up preview reapply destroy destroy-all test lint plan plan-readme status diff bench e2e clean
 
 help: ## List these targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z0-9-]*:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
-	@echo "Variables: STACK=$(STACK)  PULUMI_ARGS=$(PULUMI_ARGS)  CATALOG_DIR=$(CATALOG_DIR)  PYTHON=$(PYTHON)  PACKAGE=$(PACKAGE)  TIMEOUT=$(TIMEOUT)  JOBS=$(JOBS)  DRIFT=$(DRIFT)"
+	@echo "Variables: STACK=$$STACK  PULUMI_ARGS=$(PULUMI_ARGS)  CATALOG_DIR=$$CATALOG_DIR  PYTHON=$(PYTHON)  PACKAGE=$$PACKAGE  TIMEOUT=$$TIMEOUT  JOBS=$$JOBS  DRIFT=$(DRIFT)"
 
 venv: $(VENV_STAMP) ## Create ./venv with runtime and test dependencies
 
@@ -44,20 +47,29 @@ up: venv ## Deploy the catalog to stack STACK (asks first; PULUMI_ARGS=--yes ski
 	$(PULUMI_STACK) up $(PULUMI_ARGS)
 
 # The second preview only tells which packages change; their objects are then diffed against the
-# cluster (tools/diff.py says so when pulumi failed and printed no JSON).
+# cluster. Its JSON goes to a temporary file, so that a failed preview fails make preview (with
+# the errors the JSON holds) instead of being hidden behind the diff's status.
 preview: venv ## Show what `make up` would change: Pulumi's diff, then each changing package's objects (DRIFT=1: all)
 	$(PULUMI_STACK) preview --diff $(PULUMI_ARGS)
-	$(PULUMI_STACK) preview --json $(PULUMI_ARGS) | $(VENV)/bin/python -m tools.diff --stack $(STACK) --after-preview - $(if $(DRIFT),--drift)
+	json="$$(mktemp)" && trap 'rm -f "$$json"' EXIT && \
+	if ! $(PULUMI_STACK) preview --json $(PULUMI_ARGS) >"$$json"; then \
+		$(VENV)/bin/python -m tools.diff --preview-errors "$$json"; \
+		echo 'make preview: pulumi preview failed' >&2; exit 2; \
+	fi && \
+	$(VENV)/bin/python -m tools.diff --stack "$$STACK" --after-preview "$$json" $(if $(DRIFT),--drift)
 
 # A new token in kpt-catalog:reapply.<package> (a UTC timestamp) is an update of that package's
 # apply and gates only; `pulumi up` previews it and asks. The token stays: the next up is a no-op.
-# PACKAGE must be a DNS label (every package name is): it becomes part of a config path.
+# PACKAGE must be a DNS label (every package name is): it becomes part of a config path. It must
+# also be a package of the stack's graph, checked before the token is saved: a token for an
+# unknown package would make every later preview fail.
 reapply: venv ## Re-apply one package to correct its drift: make reapply PACKAGE=headscale
 	@case "$$PACKAGE" in \
 	'' | *[!a-z0-9-]* | -* | *-) \
-		echo 'usage: make reapply PACKAGE=<package name> [STACK=$(STACK)] [PULUMI_ARGS=...]' >&2; \
+		echo "usage: make reapply PACKAGE=<package name> [STACK=$$STACK] [PULUMI_ARGS=...]" >&2; \
 		exit 2 ;; \
 	esac
+	$(VENV)/bin/python -m tools.stackfile --stack "$$STACK" --check-package "$$PACKAGE"
 	$(PULUMI_STACK) config set --path "kpt-catalog:reapply.$$PACKAGE" "$$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	$(PULUMI_STACK) up $(PULUMI_ARGS)
 
@@ -82,7 +94,7 @@ lint: venv ## ruff and mypy only
 
 # tools/ is a package run with -m, so that its scripts can import components/ from the project root.
 plan: venv ## Print the deploy and rollback order of stack STACK (CATALOG_DIR=... to read another)
-	$(VENV)/bin/python -m tools.plan --stack $(STACK) $(if $(CATALOG_DIR),--catalog-dir '$(CATALOG_DIR)')
+	$(VENV)/bin/python -m tools.plan --stack "$$STACK" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR")
 
 # The README's picture is of packages.yaml (read as the dev stack reads it), whatever STACK says;
 # a test compares the two.
@@ -90,10 +102,10 @@ plan-readme: venv ## Regenerate the README's graph from packages.yaml
 	$(VENV)/bin/python -m tools.plan --stack dev --write-readme
 
 status: venv ## Check each package's health on the cluster (make exits 2 on any failure; for the codes 0 healthy, 1 unhealthy, 2 config, 3 unreachable run venv/bin/python -m tools.status --stack STACK)
-	$(VENV)/bin/python -m tools.status --stack $(STACK) --timeout $(TIMEOUT) --jobs $(JOBS) $(if $(CATALOG_DIR),--catalog-dir '$(CATALOG_DIR)')
+	$(VENV)/bin/python -m tools.status --stack "$$STACK" --timeout "$$TIMEOUT" --jobs "$$JOBS" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR")
 
 diff: venv ## Each package's objects against the cluster: changes, creates, prunes (make exits 2 on any difference or error; for the codes 0 in sync, 1 differ, 2 error run venv/bin/python -m tools.diff --stack STACK)
-	$(VENV)/bin/python -m tools.diff --stack $(STACK) --timeout $(TIMEOUT) --jobs $(JOBS) $(if $(CATALOG_DIR),--catalog-dir '$(CATALOG_DIR)') $(if $(PACKAGE),--package '$(PACKAGE)')
+	$(VENV)/bin/python -m tools.diff --stack "$$STACK" --timeout "$$TIMEOUT" --jobs "$$JOBS" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR") $(if $(PACKAGE),--package "$$PACKAGE")
 
 bench: venv ## Run the benchmarks
 	$(VENV)/bin/python -m tools.bench

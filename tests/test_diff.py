@@ -10,6 +10,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from components.step_prune import (
     prune_candidates,
 )
 from tests.harness import ROOT, TEST_CONTEXT, TEST_KUBECONFIG
-from tools import diff
+from tools import clusterops, diff
 from tools.stackfile import load_stack_catalog
 
 FAKEBIN = ROOT / "tests" / "fakebin"
@@ -583,6 +584,112 @@ def test_after_preview_only_changing_packages_are_diffed(
     assert verdicts(out)["headscale"] == "1 to change"
 
 
+FAILED_DIGEST = {
+    "steps": [{"op": "update", "urn": f"{URN}{COMMAND}::tailscale-apply"}],
+    "diagnostics": [
+        {"message": "<{%reset%}>a deprecation<{%reset%}>\n", "severity": "warning"},
+        {
+            "urn": f"{URN}{COMMAND}::headscale-apply",
+            "prefix": "error: ",
+            "message": "<{%reset%}>kpt live apply failed:\n  exit 1<{%reset%}>\n",
+            "severity": "error",
+        },
+    ],
+}
+FAILED_MESSAGE = (
+    "make preview: pulumi preview failed with error(s):\n"
+    "  headscale-apply: kpt live apply failed: exit 1"
+)
+
+
+def test_a_preview_with_an_error_is_a_failure_naming_it() -> None:
+    with pytest.raises(ValueError) as raised:
+        diff.packages_in_preview(json.dumps(FAILED_DIGEST), ["headscale", "tailscale"])
+    assert str(raised.value) == FAILED_MESSAGE.removeprefix("make preview: ")
+    # a warning alone is no failure
+    warned = {**FAILED_DIGEST, "diagnostics": FAILED_DIGEST["diagnostics"][:1]}
+    assert diff.packages_in_preview(json.dumps(warned), ["tailscale"]) == {"tailscale"}
+    with pytest.raises(ValueError, match="steps is not a list of objects"):
+        diff.preview_digest(json.dumps({"steps": ["x"]}))
+
+
+@pytest.mark.parametrize("drift", [[], ["--drift"]])
+def test_after_a_failed_preview_nothing_is_diffed(
+    cluster: FakeCluster,
+    catalog: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    drift: list[str],
+) -> None:
+    preview = tmp_path / "preview.json"
+    preview.write_text(json.dumps(FAILED_DIGEST))
+
+    code = diff.main(["--catalog-dir", str(catalog), "--after-preview", str(preview), *drift])
+
+    assert code == 2
+    assert capsys.readouterr().err.strip() == FAILED_MESSAGE
+    assert cluster.argvs() == []
+    # the same from the file of a failed `pulumi preview --json` (make preview's error branch)
+    assert diff.main(["--preview-errors", str(preview)]) == 2
+    assert capsys.readouterr().err.strip() == FAILED_MESSAGE
+    preview.write_text("error: no stack named 'dev' found\n")
+    assert diff.main(["--catalog-dir", str(catalog), "--after-preview", str(preview), *drift]) == 2
+    assert "printed no preview" in capsys.readouterr().err
+
+
+def test_a_large_inventory_is_read_back_in_bounded_calls(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    group = cluster.find("ResourceGroup", "headscale")
+    left = [
+        {"group": "", "kind": "ConfigMap", "namespace": "headscale", "name": f"old-{n}"}
+        for n in range(450)
+    ]
+    group["spec"]["resources"].extend(left)
+    # the last one still in the cluster
+    annotations = {"config.k8s.io/owning-inventory": "kpt-catalog-headscale"}
+    metadata = {"name": "old-449", "namespace": "headscale", "annotations": annotations}
+    cluster.objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata})
+    cluster.save()
+
+    code, out = run_diff(catalog, capsys, "--package", "headscale")
+
+    assert code == 1
+    assert verdicts(out)["headscale"] == "1 to prune"
+    assert "  - ConfigMap/headscale/old-449 (pruned: in the cluster's inventory, " in out
+    assert "  = ConfigMap/headscale/old-0 (left the files and the cluster; " in out
+    gets = [a for a in cluster.argvs() if "--ignore-not-found" in a]
+    assert [len([n for n in argv if n.startswith("configmap/")]) for argv in gets] == [
+        200,
+        200,
+        50,
+    ]
+
+
+def test_an_inventory_entry_that_is_not_strings_is_an_error_naming_the_inventory(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    group = cluster.find("ResourceGroup", "headscale")
+    group["spec"]["resources"].append({"kind": {"a": 1}, "name": "x"})
+    cluster.save()
+
+    code, out = run_diff(catalog, capsys, "--package", "headscale")
+
+    assert code == 2
+    assert verdicts(out)["headscale"] == (
+        "ERROR: the ResourceGroup headscale/headscale: spec.resources holds an entry "
+        "whose kind is not a string: {'kind': {'a': 1}, 'name': 'x'}"
+    )
+
+
+def test_a_command_too_long_to_start_is_a_one_line_error() -> None:
+    deadline = time.monotonic() + 30
+    ran = clusterops.run_bounded(["kubectl", *["x" * 100] * 40_000], deadline=deadline)
+
+    assert (ran.returncode, ran.killed) == (126, False)
+    assert ran.last_lines() == ["kubectl could not be started: Argument list too long"]
+
+
 def _make_dry_run(*args: str) -> list[str]:
     """The commands `make -n ARGS` prints, as a user's shell would run them: without the
     MAKEFLAGS/MAKELEVEL of a `make test` that may be running this test (a nested make announces
@@ -601,26 +708,48 @@ def _make_dry_run(*args: str) -> list[str]:
     return result.stdout.strip().splitlines()
 
 
+def _as_run(command: str, **environment: str) -> list[str]:
+    """The arguments a shell would pass to the program of a printed command line, given the
+    environment make exports to its recipes (STACK, PACKAGE, CATALOG_DIR, ...)."""
+    result = subprocess.run(
+        ["sh", "-c", f'set -- {command}; printf "%s\\0" "$@"'],
+        env={"PATH": os.environ["PATH"], **environment},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.split("\0")[:-1]
+
+
 def test_make_preview_runs_pulumis_preview_then_the_object_diff() -> None:
-    commands = _make_dry_run("preview", "STACK=prod", "DRIFT=1", "PULUMI_ARGS=--refresh")[-2:]
-    assert commands[0] == "sh tools/pulumi-stack.sh preview --diff --refresh"
-    pipeline = commands[1].split(" | ")
-    assert pipeline[0] == "sh tools/pulumi-stack.sh preview --json --refresh"
-    assert shlex.split(pipeline[1]) == [
+    commands = _make_dry_run("preview", "STACK=prod", "DRIFT=1", "PULUMI_ARGS=--refresh")
+    start = commands.index("sh tools/pulumi-stack.sh preview --diff --refresh")
+    recipe = commands[start + 1 :]
+    # the JSON goes to a temporary file; a failed preview stops make preview, saying so
+    assert recipe[0] == """json="$(mktemp)" && trap 'rm -f "$json"' EXIT && \\"""
+    assert recipe[1] == 'if ! sh tools/pulumi-stack.sh preview --json --refresh >"$json"; then \\'
+    assert "echo 'make preview: pulumi preview failed' >&2; exit 2; \\" in recipe[3]
+    assert _as_run(recipe[-1], STACK="prod", json="a temporary file") == [
         "venv/bin/python",
         "-m",
         "tools.diff",
         "--stack",
         "prod",
         "--after-preview",
-        "-",
+        "a temporary file",
         "--drift",
     ]
 
 
 def test_make_diff_passes_its_variables() -> None:
     commands = _make_dry_run("diff", "PACKAGE=headscale", "TIMEOUT=2m", "CATALOG_DIR=my catalog")
-    assert shlex.split(commands[-1]) == [
+    # the values are the environment's, never pasted into the line (tests/test_make.py runs it)
+    assert commands[-1] == (
+        'venv/bin/python -m tools.diff --stack "$STACK" --timeout "$TIMEOUT" --jobs "$JOBS" '
+        '--catalog-dir "$CATALOG_DIR" --package "$PACKAGE"'
+    )
+    exported = {"STACK": "dev", "TIMEOUT": "2m", "JOBS": "8", "CATALOG_DIR": "my catalog"}
+    assert _as_run(commands[-1], **exported, PACKAGE="headscale") == [
         "venv/bin/python",
         "-m",
         "tools.diff",

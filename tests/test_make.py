@@ -27,7 +27,7 @@ from tools.stackstate import protected_urns
 REPO = Path(__file__).resolve().parent.parent
 
 # What the wrapper and the Makefile's recipes call besides pulumi, kpt and kubectl.
-SYSTEM_TOOLS = ("sh", "dirname", "mkdir", "awk", "date")
+SYSTEM_TOOLS = ("sh", "dirname", "mkdir", "awk", "date", "mktemp", "rm")
 
 # Records one JSON line per call; `whoami` succeeds only when the test says the user is logged in.
 # With FAKE_PULUMI_STATE it also keeps a stack's resources, as `pulumi stack export` prints them:
@@ -48,6 +48,9 @@ with open(os.environ["FAKE_PULUMI_LOG"], "a") as log:
     }) + "\\n")
 if args[:1] == ["whoami"] and os.environ["FAKE_PULUMI_LOGGED_IN"] != "1":
     sys.exit("error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions")
+if args[:1] == ["preview"] and "--json" in args and "FAKE_PULUMI_PREVIEW_JSON" in os.environ:
+    print(os.environ["FAKE_PULUMI_PREVIEW_JSON"])
+    sys.exit(int(os.environ.get("FAKE_PULUMI_PREVIEW_EXIT", "0")))
 
 state_file = os.environ.get("FAKE_PULUMI_STATE")
 if not state_file:
@@ -95,6 +98,9 @@ elif args[:1] == ["destroy"]:
 """
 
 WHOAMI = ["whoami", "--non-interactive"]
+IGNORED = shutil.ignore_patterns("__pycache__")
+STACK_FILE = "config:\n  kpt-catalog:kubeconfig: /etc/rancher/rke2/rke2.yaml\n"
+STACK_FILE += "  kpt-catalog:context: default\n"
 
 
 def _select(stack: str) -> list[str]:
@@ -156,6 +162,13 @@ class Sandbox:
     def argvs(self) -> list[list[str]]:
         return [call["argv"] for call in self.calls()]
 
+    def tool_runs(self) -> list[list[str]]:
+        """The arguments of each `venv/bin/python -m tools.<name>` a recipe ran."""
+        log = self.log.parent / "python-calls"
+        records = log.read_text().split("\036")[:-1] if log.exists() else []
+        argvs = [record.split("\037")[:-1] for record in records]
+        return [argv for argv in argvs if argv[:1] == ["-m"]]
+
 
 def _executable(path: Path, text: str) -> None:
     path.write_text(text)
@@ -168,15 +181,27 @@ def sandbox(tmp_path: Path) -> Sandbox:
     (project / "tools").mkdir(parents=True)
     shutil.copy(REPO / "Makefile", project)
     shutil.copy(REPO / "tools" / "pulumi-stack.sh", project / "tools")
-    shutil.copy(REPO / "tools" / "stackstate.py", project / "tools")
+    for module in (REPO / "tools").glob("*.py"):
+        shutil.copy(module, project / "tools")
+    shutil.copytree(REPO / "components", project / "components", ignore=IGNORED)
     shutil.copy(REPO / "Pulumi.yaml", project)
+    # The graph, and two stacks on the one cluster (tools.stackfile reads them from the copy).
+    shutil.copy(REPO / "packages.yaml", project)
+    for stack in ("dev", "prod"):
+        (project / f"Pulumi.{stack}.yaml").write_text(STACK_FILE)
     # `venv` is satisfied: the stamp is newer than the requirements files it depends on.
     for name in ("requirements.txt", "requirements-dev.txt"):
         shutil.copy(REPO / name, project)
         os.utime(project / name, (1_000_000_000, 1_000_000_000))
     (project / "venv" / "bin").mkdir(parents=True)
     (project / "venv" / ".installed").touch()
-    (project / "venv" / "bin" / "python").symlink_to(sys.executable)
+    # The project's python, recording how each recipe called it (one record per call).
+    _executable(
+        project / "venv" / "bin" / "python",
+        '#!/bin/sh\n{ for a in "$@"; do printf "%s\\037" "$a"; done; printf "\\036"; }'
+        f" >>{shlex.quote(str(tmp_path / 'python-calls'))}\n"
+        f'exec {shlex.quote(sys.executable)} "$@"\n',
+    )
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -591,21 +616,63 @@ def test_make_help_lists_every_target(sandbox: Sandbox):
 
 @pytest.mark.parametrize("target", ["plan", "status"])
 def test_catalog_dir_reaches_plan_and_status(sandbox: Sandbox, target: str):
-    result = sandbox.make("-n", target, "CATALOG_DIR=examples/my catalog", "STACK=prod")
+    dry_run = sandbox.make("-n", target, "CATALOG_DIR=examples/my catalog", "STACK=prod")
+    result = sandbox.make(target, "CATALOG_DIR=examples/my catalog", "STACK=prod")
 
-    assert result.returncode == 0, result.stderr
-    command = result.stdout.strip().splitlines()[-1]
-    assert shlex.split(command) == [
-        "venv/bin/python",
-        "-m",
-        f"tools.{target}",
-        "--stack",
-        "prod",
-        # make status is bounded (TIMEOUT) and checks packages side by side (JOBS)
-        *(["--timeout", "5m", "--jobs", "8"] if target == "status" else []),
-        "--catalog-dir",
-        "examples/my catalog",
+    # The values reach the tool from the environment, never pasted into the shell line.
+    assert dry_run.returncode == 0, dry_run.stderr
+    assert dry_run.stdout.strip().splitlines()[-1] == (
+        f'venv/bin/python -m tools.{target} --stack "$STACK"'
+        + (' --timeout "$TIMEOUT" --jobs "$JOBS"' if target == "status" else "")
+        + ' --catalog-dir "$CATALOG_DIR"'
+    )
+    # (the directory does not exist: the tool says so and fails)
+    assert "examples/my catalog" in result.stdout + result.stderr
+    assert sandbox.tool_runs() == [
+        [
+            "-m",
+            f"tools.{target}",
+            "--stack",
+            "prod",
+            # make status is bounded (TIMEOUT) and checks packages side by side (JOBS)
+            *(["--timeout", "5m", "--jobs", "8"] if target == "status" else []),
+            "--catalog-dir",
+            "examples/my catalog",
+        ]
     ]
+
+
+# Values a user may give on the command line, each carrying a command (`:>FILE`, which the shell
+# runs without any program on PATH) that would run if the value were pasted into a recipe's line
+# bare, in double quotes or in single quotes: none may run. (make reads `$$` as a `$`.)
+HOSTILE = (
+    "rv;:>{marker}-semicolon",
+    "rv$$(:>{marker}-subshell)",
+    "x'$$(:>{marker}-quote)'",
+    "it's",
+)
+
+
+# Each target with the variables its recipes use.
+USES = {
+    "help": ("STACK", "PACKAGE", "CATALOG_DIR", "TIMEOUT", "JOBS"),
+    "plan": ("STACK", "CATALOG_DIR"),
+    "status": ("STACK", "CATALOG_DIR", "TIMEOUT", "JOBS"),
+    "diff": ("STACK", "PACKAGE", "CATALOG_DIR", "TIMEOUT", "JOBS"),
+    "preview": ("STACK",),
+    "reapply": ("STACK", "PACKAGE"),
+}
+
+
+@pytest.mark.parametrize(
+    ("target", "variable"), [(t, v) for t, variables in USES.items() for v in variables]
+)
+def test_a_variable_holding_shell_code_runs_nothing(sandbox: Sandbox, target: str, variable: str):
+    marker = sandbox.project / "marker"
+    for value in HOSTILE:
+        sandbox.make(target, f"{variable}={value.format(marker=marker)}")
+
+    assert sorted(p.name for p in sandbox.project.iterdir() if p.name.startswith("marker")) == []
 
 
 # --- reapply: one package's token, then up --------------------------------------------------
@@ -633,3 +700,105 @@ def test_reapply_without_a_package_name_prints_usage_and_runs_nothing(sandbox, p
         result.stderr
     )
     assert sandbox.calls() == []
+
+
+def test_reapply_of_a_package_the_stack_does_not_have_saves_nothing(sandbox: Sandbox):
+    result = sandbox.make("reapply", "PACKAGE=headscal", "STACK=prod")
+
+    assert result.returncode == 2
+    assert (
+        "PACKAGE: no package 'headscal' in stack prod; expected one of "
+        "kube-vip, cilium, tailscale, headscale, envoy-gateway"
+    ) in result.stderr
+    # refused before any pulumi call: no token saved in the stack, no up
+    assert sandbox.calls() == []
+
+
+# --- preview: Pulumi's diff, then the objects of the packages it changes ---------------------
+
+# What `pulumi preview --json` prints when the program fails (PreviewDigest, pulumi
+# pkg/display/json.go): the digest with the error among its diagnostics; pulumi exits 255.
+FAILED_PREVIEW = json.dumps(
+    {
+        "steps": [],
+        "diagnostics": [
+            {
+                "urn": "urn:pulumi:dev::kpt-catalog::pulumi:pulumi:Stack::kpt-catalog-dev",
+                "prefix": "error: ",
+                "message": "<{%reset%}>kpt-catalog: 1 configuration problem(s):\n"
+                "  - catalogDir: /nowhere does not exist<{%reset%}>\n",
+                "severity": "error",
+            },
+            {"message": "a warning", "severity": "warning"},
+        ],
+        "duration": 1000,
+    },
+    indent=4,
+)
+
+
+@pytest.mark.parametrize("drift", [[], ["DRIFT=1"]])
+def test_a_failed_preview_fails_make_preview_and_says_why(sandbox: Sandbox, drift: list[str]):
+    temp = sandbox.home / "tmp"
+    temp.mkdir()
+    env = {
+        "FAKE_PULUMI_PREVIEW_JSON": FAILED_PREVIEW,
+        "FAKE_PULUMI_PREVIEW_EXIT": "255",
+        "TMPDIR": str(temp),
+    }
+    result = sandbox.make("preview", *drift, env=env)
+
+    assert result.returncode != 0
+    assert "make preview: pulumi preview failed" in result.stderr
+    assert (
+        "kpt-catalog-dev: kpt-catalog: 1 configuration problem(s): "
+        "- catalogDir: /nowhere does not exist"
+    ) in result.stderr
+    assert "a warning" not in result.stderr
+    # no object diff: nothing asked the cluster
+    assert [run[:2] for run in sandbox.tool_runs()] == [["-m", "tools.diff"]]
+    assert "--after-preview" not in sandbox.tool_runs()[0]
+    assert list(temp.iterdir()) == []  # the JSON's temporary file is removed
+
+
+def test_preview_diffs_the_objects_of_what_pulumi_changes(sandbox: Sandbox, catalog: Path):
+    (sandbox.project / "Pulumi.prod.yaml").write_text(
+        f"{STACK_FILE}  kpt-catalog:catalogDir: {catalog}\n"
+    )
+    temp = sandbox.home / "tmp"
+    temp.mkdir()
+    env = {"FAKE_PULUMI_PREVIEW_JSON": json.dumps({"steps": []}), "TMPDIR": str(temp)}
+    result = sandbox.make("preview", "STACK=prod", "PULUMI_ARGS=--refresh", env=env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    previews = [argv for argv in sandbox.argvs() if argv[:1] == ["preview"]]
+    assert previews == [
+        ["preview", "--diff", "--refresh", "--stack", "prod"],
+        ["preview", "--json", "--refresh", "--stack", "prod"],
+    ]
+    [run] = sandbox.tool_runs()
+    assert run[:5] == ["-m", "tools.diff", "--stack", "prod", "--after-preview"]
+    assert Path(run[5]).parent == temp
+    assert "no package is created or updated" in result.stdout
+    assert list(temp.iterdir()) == []
+
+
+def test_make_diff_hands_its_variables_to_the_tool(sandbox: Sandbox):
+    sandbox.make("diff", "PACKAGE=headscale", "TIMEOUT=2m", "CATALOG_DIR=my 'catalog'")
+
+    assert sandbox.tool_runs() == [
+        [
+            "-m",
+            "tools.diff",
+            "--stack",
+            "dev",
+            "--timeout",
+            "2m",
+            "--jobs",
+            "8",
+            "--catalog-dir",
+            "my 'catalog'",
+            "--package",
+            "headscale",
+        ]
+    ]

@@ -220,6 +220,10 @@ def run_bounded(
         )
     except FileNotFoundError:
         return Ran(127, "", f"{argv[0]} is not on PATH", killed=False)
+    except OSError as error:
+        # E2BIG (an argument list longer than the system takes), EACCES, ENOEXEC, ...: the
+        # command never ran; a failure like any other, said in one line.
+        return Ran(126, "", f"{argv[0]} could not be started: {error.strerror or error}", False)
     with _groups_lock:
         _groups.add(proc.pid)
     try:

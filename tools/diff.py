@@ -56,6 +56,7 @@ __all__ = [
     "package_objects",
     "packages_in_preview",
     "parse_unified_diff",
+    "preview_digest",
 ]
 
 EXIT_IN_SYNC = 0
@@ -77,6 +78,9 @@ _HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
 _NO_MATCH = re.compile(r'no matches for kind "([^"]+)" in version "([^"]+)"')
 _NO_NAMESPACE = re.compile(r'namespaces "([^"]+)" not found')
 _LONGEST_LINE = 400
+# Objects named in one `kubectl get`: a few tens of kilobytes of arguments at most, far below any
+# system's limit (Linux: 2 MiB in all, 128 KiB per argument).
+_NAMES_PER_GET = 200
 
 
 @dataclass(frozen=True)
@@ -251,20 +255,49 @@ def _read_inventory(
             return None, "", []
         return None, "kubectl get resourcegroups.kpt.dev failed", ran.last_lines()
     try:
-        return inventory_objects(json.loads(ran.stdout)), "", []
+        document = json.loads(ran.stdout)
+        _check_inventory_fields(document)
+        return inventory_objects(document), "", []
     except (ValueError, PruneInputError) as error:
         return None, f"the ResourceGroup {inventory.namespace}/{inventory.name}: {error}", []
+
+
+_INVENTORY_FIELDS = ("group", "kind", "namespace", "name")
+
+
+def _check_inventory_fields(resource_group: object) -> None:
+    """PruneInputError unless every `spec.resources` entry's group, kind, namespace and name is
+    a string (or absent): the ResourceGroup CRD declares them strings, and anything else would be
+    turned into a name that no object has."""
+    spec = resource_group.get("spec") if isinstance(resource_group, dict) else None
+    entries = spec.get("resources") if isinstance(spec, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue  # inventory_objects names it
+        for name in _INVENTORY_FIELDS:
+            value = entry.get(name)
+            if value is not None and not isinstance(value, str):
+                raise PruneInputError(
+                    f"spec.resources holds an entry whose {name} is not a string: {entry!r:.200}"
+                )
 
 
 def _live_objects(
     candidates: Iterable[ObjectKey], cluster: clusterops.Cluster, deadline: float
 ) -> tuple[dict[ObjectKey, Mapping[str, Any]], str, list[str]]:
-    """The prune candidates that still exist, one `kubectl get` per namespace."""
+    """The prune candidates that still exist, one `kubectl get` per namespace and at most
+    `_NAMES_PER_GET` objects, so that a large inventory never exceeds the system's limit on a
+    command's arguments."""
     by_namespace: dict[str, list[ObjectKey]] = {}
     for key in candidates:
         by_namespace.setdefault(key.namespace, []).append(key)
+    batches = [
+        (namespace, keys[start : start + _NAMES_PER_GET])
+        for namespace, keys in sorted(by_namespace.items())
+        for start in range(0, len(keys), _NAMES_PER_GET)
+    ]
     found: dict[ObjectKey, Mapping[str, Any]] = {}
-    for namespace, keys in sorted(by_namespace.items()):
+    for namespace, keys in batches:
         argv = [
             "kubectl",
             *cluster.flags(),
@@ -502,13 +535,14 @@ def render(name: str, result: PackageDiff, bound: str) -> list[str]:
     return lines
 
 
-def packages_in_preview(text: str, names: Sequence[str]) -> set[str]:
-    """The packages whose resources `pulumi preview --json` creates, updates or replaces.
+def preview_digest(text: str) -> dict[str, Any]:
+    """The digest `pulumi preview --json` printed (after the wrapper's own lines). Raises
+    ValueError when there is none (pulumi failed: its own errors are above), or when it holds
+    an error-severity diagnostic, naming each: a preview that failed tells nothing of what
+    `make up` would change.
 
-    A step's URN is `urn:pulumi:STACK::PROJECT::TYPE::NAME`; a package's component has the type
-    token of KptPackage and its name, its children a type under it (`KptPackage$...`) and a name
-    that starts with the package's (`headscale-apply`). Raises ValueError when `text` holds no
-    preview (pulumi failed: its own errors are above).
+    A diagnostic is `{urn, prefix, message, severity}` (PreviewDiagnostic in pulumi's
+    pkg/display/json.go); severity is a diag.Severity: "error", "warning", "info", ...
     """
     start = next((m.start() for m in re.finditer(r"(?m)^\{", text)), -1)
     if start < 0:
@@ -517,6 +551,45 @@ def packages_in_preview(text: str, names: Sequence[str]) -> set[str]:
         digest, _ = json.JSONDecoder().raw_decode(text[start:])
     except ValueError as error:
         raise ValueError(f"pulumi preview --json printed no readable preview: {error}") from None
+    if not isinstance(digest, dict):
+        raise ValueError("pulumi preview --json printed no preview: expected a JSON object")
+    diagnostics = digest.get("diagnostics") or []
+    if not isinstance(diagnostics, list):
+        raise ValueError("pulumi preview --json: diagnostics is not a list")
+    errors = [
+        _diagnostic_text(entry)
+        for entry in diagnostics
+        if isinstance(entry, dict) and entry.get("severity") == "error"
+    ]
+    if errors:
+        raise ValueError(
+            "pulumi preview failed with error(s):\n" + "\n".join(f"  {e}" for e in errors)
+        )
+    steps = digest.get("steps") or []
+    if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
+        raise ValueError("pulumi preview --json: steps is not a list of objects")
+    return digest
+
+
+def _diagnostic_text(entry: Mapping[str, Any]) -> str:
+    """One diagnostic on one line: the resource it is about (its URN's name), then pulumi's
+    message without its colour codes."""
+    message = re.sub(r"<\{%[^%]*%\}>", "", str(entry.get("message") or "")).strip()
+    message = " ".join(message.split())
+    urn = str(entry.get("urn") or "")
+    where = urn.rsplit("::", 1)[-1] if urn else ""
+    return f"{where}: {message}" if where else message
+
+
+def packages_in_preview(text: str, names: Sequence[str]) -> set[str]:
+    """The packages whose resources `pulumi preview --json` creates, updates or replaces.
+
+    A step's URN is `urn:pulumi:STACK::PROJECT::TYPE::NAME`; a package's component has the type
+    token of KptPackage and its name, its children a type under it (`KptPackage$...`) and a name
+    that starts with the package's (`headscale-apply`). Raises ValueError when `text` holds no
+    preview, or one with errors (`preview_digest`).
+    """
+    digest = preview_digest(text)
     found = set()
     by_length = sorted(names, key=len, reverse=True)
     for step in digest.get("steps") or []:
@@ -543,7 +616,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     clusterops.add_bound_arguments(parser, checked="diffed")
     parser.add_argument("--after-preview", help="pulumi preview --json output ('-': stdin)")
     parser.add_argument("--drift", action="store_true", help="with --after-preview: every package")
+    parser.add_argument(
+        "--preview-errors",
+        metavar="FILE",
+        help="only say what errors a failed `pulumi preview --json` printed to FILE",
+    )
     args = parser.parse_args(argv)
+    if args.preview_errors:
+        try:
+            preview_digest(Path(args.preview_errors).read_text())
+        except (OSError, ValueError) as error:
+            print(f"make preview: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    preview = ""
+    if args.after_preview:
+        # Read and checked first, --drift or not: a preview that failed stops here.
+        try:
+            source = Path(args.after_preview)
+            preview = sys.stdin.read() if args.after_preview == "-" else source.read_text()
+            preview_digest(preview)
+        except (OSError, ValueError) as error:
+            print(f"make preview: {error}", file=sys.stderr)
+            return EXIT_ERROR
     try:
         settings = clusterops.load_run_settings(args)
     except (ConfigError, ValueError) as error:
@@ -560,11 +654,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     selected = [args.package] if args.package else names
     if args.after_preview:
-        source = Path(args.after_preview)
         try:
-            text = sys.stdin.read() if args.after_preview == "-" else source.read_text()
-            changing = set(names) if args.drift else packages_in_preview(text, names)
-        except (OSError, ValueError) as error:
+            changing = set(names) if args.drift else packages_in_preview(preview, names)
+        except ValueError as error:
             print(f"make preview: {error}", file=sys.stderr)
             return EXIT_ERROR
         selected = [name for name in selected if name in changing]

@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import argparse
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from components.config import CatalogConfig, ConfigError, graph_and_stack, parse
 
 __all__ = [
     "ROOT",
+    "check_package",
     "load_stack_catalog",
     "load_stack_config",
     "stack_config_values",
@@ -76,3 +79,35 @@ def load_stack_catalog(stack: str, overrides: dict[str, Any] | None = None) -> C
         return load_catalog(error)
     catalog = load_catalog(config)
     return replace(catalog, warnings=(*warnings, *catalog.warnings))
+
+
+def check_package(stack: str, name: str) -> str:
+    """Empty when `name` is a package of the stack's graph, else what is wrong: the names it
+    knows, or the stack's config errors. `make reapply` asks before it saves anything in the
+    stack, since a token for an unknown package would make every later preview fail."""
+    try:
+        config = load_stack_config(stack)
+    except ConfigError as error:
+        return str(error)
+    names = [package.name for package in config.packages]
+    if name in names:
+        return ""
+    return f"PACKAGE: no package {name!r} in stack {stack}; expected one of {', '.join(names)}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m tools.stackfile --stack S --check-package NAME`: exit 0 when the stack's graph
+    has the package, else 2 after saying why."""
+    parser = argparse.ArgumentParser(prog="python -m tools.stackfile")
+    parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to read")
+    parser.add_argument("--check-package", required=True, help="a package name to look up")
+    args = parser.parse_args(argv)
+    problem = check_package(args.stack, args.check_package)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
