@@ -196,10 +196,7 @@ def _dry_run(
     grouped = any(event.type == "group" for event in events)
     prunes_unknown = not summary.reported or (not grouped and "prune" not in summary.reported)
     failed_before_prunes = (
-        completed.returncode not in (0, 3)
-        or summary.errors
-        or not summary.events
-        or prunes_unknown
+        completed.returncode not in (0, 3) or summary.errors or not summary.events or prunes_unknown
     )
     if failed_before_prunes:
         reason = (
@@ -238,9 +235,7 @@ def check_prunes(
     if results is None:
         logs.say(package, "prune check: no ResourceGroup CRD in the cluster yet, nothing to prune")
         return 0
-    kept = [
-        r for r in results if r.status == "Skipped" and r.detail.startswith(KEPT_BY_ANNOTATION)
-    ]
+    kept = [r for r in results if r.status == "Skipped" and r.detail.startswith(KEPT_BY_ANNOTATION)]
     pruned = [r for r in results if r.status != "Skipped"]
     # Any other skip (a Namespace still in use, an object another inventory owns) fails the apply
     # that follows (events.classify), on every later run too: say so now, before anything runs.
