@@ -196,7 +196,8 @@ else
 	fi
 fi
 
-pulumi stack select --create "$stack"
+# Its messages go to stderr: stdout is the command's own (`make preview` reads `preview --json`).
+pulumi stack select --create "$stack" >&2
 if [ "$1" = destroy-all ]; then
 	shift
 	destroy_all "$@"
