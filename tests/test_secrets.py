@@ -17,6 +17,7 @@ from components.secrets import Workload, mounting_workloads
 from tests import test_make
 from tests.harness import (
     ROOT,
+    TEST_KUBECONFIG,
     ProgramRun,
     Registration,
     is_secret,
@@ -516,16 +517,6 @@ def test_the_workloads_that_reference_the_secret_are_found(tmp_path: Path) -> No
 
 # --- the steps, run as the command provider runs them -------------------------------------------
 
-# A cluster that refuses connections: the real kubectl checks its arguments before connecting.
-REFUSING_KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
-contexts: [{name: test, context: {cluster: c, user: u}}]
-users: [{name: u, user: {token: not-a-credential}}]
-current-context: test
-"""
-
 
 def _step(
     tmp_path: Path, registration: Registration, script: str, fake: bool = True, **extra: str
@@ -650,8 +641,7 @@ def test_the_real_kubectl_accepts_what_the_gate_and_the_restart_run(
 ) -> None:
     """Offline, the real kubectl refuses a bad condition or verb before it connects; these get
     as far as the (refused) connection."""
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(REFUSING_KUBECONFIG)
+    kubeconfig = TEST_KUBECONFIG  # a cluster at 127.0.0.1:1, which refuses connections
     for registration, script in (
         (run.by_name(GATE), run.by_name(GATE).inputs["create"]),
         (run.by_name(RESTART), run.by_name(RESTART).inputs["update"]),

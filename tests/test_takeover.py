@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness import ProgramRun, run_program, run_registered_step
+from tests.harness import TEST_KUBECONFIG, ProgramRun, run_program, run_registered_step
 
 CONNECTOR = "tailscale-connector-cluster-subnet-router"
 POLICY = "KPT_CATALOG_INVENTORY_POLICY"
@@ -101,15 +101,6 @@ def test_adopt_must_be_a_boolean(dev_config: dict[str, Any]) -> None:
 
 # --- `adopt` reaching kpt, with the stand-in and with the real kpt --------------------------------
 
-REFUSING_KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
-contexts: [{name: test, context: {cluster: c, user: u}}]
-users: [{name: u, user: {token: not-a-credential}}]
-current-context: test
-"""
-
 
 def _apply(
     tmp_path: Path, run: ProgramRun, package: str, *, fake: bool = True, **extra: str
@@ -159,8 +150,7 @@ def test_an_unknown_inventory_policy_runs_nothing(dev_run: ProgramRun, tmp_path:
 def test_the_real_kpt_accepts_the_adopt_flag(dev_config: dict[str, Any], tmp_path: Path) -> None:
     """Offline, kpt refuses an unknown flag or policy before it connects; `adopt` gets as far
     as the (refused) connection."""
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(REFUSING_KUBECONFIG)
+    kubeconfig = TEST_KUBECONFIG  # a cluster at 127.0.0.1:1, which refuses connections
     run = run_program(_with_adopt(dev_config, "headscale", True))
 
     result, _calls = _apply(
