@@ -1,7 +1,9 @@
 """What `kpt live apply` would prune: objects the cluster's inventory lists that the files dropped.
 
-Pure and standard-library only, so that both `make diff` and the step runner can use it. The
-inputs are what the cluster and the package already say:
+Pure and standard-library only. `make diff` uses it to list prunes from the cluster's own
+inventory; the apply step asks kpt itself instead (`kpt live apply --dry-run`, in
+components/step/prune.py), which is the authority just before an apply. The inputs are what the
+cluster and the package already say:
 
 - the package's ResourceGroup as `kubectl get resourcegroups.kpt.dev NAME -n NS -o json` prints
   it: `spec.resources` lists every object kpt applied, as `{group, kind, namespace, name}`;
@@ -91,6 +93,16 @@ def inventory_objects(resource_group: Mapping[str, object]) -> list[ObjectKey]:
         raise PruneInputError("the ResourceGroup's spec.resources is not a list")
     keys = []
     for entry in entries:
+        if isinstance(entry, Mapping):
+            # The ResourceGroup CRD declares these strings; anything else would be turned into
+            # a name that no object has.
+            for field_name in ("group", "kind", "namespace", "name"):
+                value = entry.get(field_name)
+                if value is not None and not isinstance(value, str):
+                    raise PruneInputError(
+                        f"spec.resources holds an entry whose {field_name} is not a string: "
+                        f"{entry!r:.200}"
+                    )
         if not isinstance(entry, Mapping) or not entry.get("kind") or not entry.get("name"):
             raise PruneInputError(f"spec.resources holds an entry without kind or name: {entry!r}")
         keys.append(

@@ -36,7 +36,6 @@ __all__ = [
     "bound_text",
     "cluster_of",
     "connect",
-    "kubeconfig_path",
     "load_run_settings",
     "parse_jobs",
     "parse_timeout",
@@ -59,12 +58,6 @@ PROBE_SECONDS = 15
 Result = TypeVar("Result")
 
 
-def kubeconfig_path(config: CatalogConfig) -> str:
-    """The stack's `kubeconfig` as kubectl must get it: resolved on this machine the way the
-    program and the step resolve it (`~` expanded, a relative path from the project root)."""
-    return str(config.kubeconfig_path)
-
-
 @dataclass(frozen=True)
 class Cluster:
     """The kubeconfig and context every command of a run uses."""
@@ -84,7 +77,7 @@ class Cluster:
 
 def cluster_of(config: CatalogConfig) -> Cluster:
     """The cluster the stack's config names."""
-    return Cluster(kubeconfig_path(config), config.context)
+    return Cluster(str(config.kubeconfig_path), config.context)
 
 
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:

@@ -256,30 +256,9 @@ def _read_inventory(
         return None, "kubectl get resourcegroups.kpt.dev failed", ran.last_lines()
     try:
         document = json.loads(ran.stdout)
-        _check_inventory_fields(document)
         return inventory_objects(document), "", []
     except (ValueError, PruneInputError) as error:
         return None, f"the ResourceGroup {inventory.namespace}/{inventory.name}: {error}", []
-
-
-_INVENTORY_FIELDS = ("group", "kind", "namespace", "name")
-
-
-def _check_inventory_fields(resource_group: object) -> None:
-    """PruneInputError unless every `spec.resources` entry's group, kind, namespace and name is
-    a string (or absent): the ResourceGroup CRD declares them strings, and anything else would be
-    turned into a name that no object has."""
-    spec = resource_group.get("spec") if isinstance(resource_group, dict) else None
-    entries = spec.get("resources") if isinstance(spec, dict) else None
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict):
-            continue  # inventory_objects names it
-        for name in _INVENTORY_FIELDS:
-            value = entry.get(name)
-            if value is not None and not isinstance(value, str):
-                raise PruneInputError(
-                    f"spec.resources holds an entry whose {name} is not a string: {entry!r:.200}"
-                )
 
 
 def _live_objects(
