@@ -202,4 +202,10 @@ if [ "$1" = destroy-all ]; then
 	shift
 	destroy_all "$@"
 fi
+# Without a Python language host next to the CLI or on PATH (a CLI built from its Go module has
+# none), the program is served from the project's virtualenv instead (tools/program_host.py).
+pulumi_dir=$(dirname -- "$(command -v pulumi)")
+if [ ! -x "$pulumi_dir/pulumi-language-python" ] && ! command -v pulumi-language-python >/dev/null 2>&1; then
+	exec "$python" -m tools.program_host pulumi "$@" --stack "$stack"
+fi
 exec pulumi "$@" --stack "$stack"
