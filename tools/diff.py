@@ -18,6 +18,7 @@ packages that preview creates or updates (all of them with `--drift`); differenc
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import re
@@ -34,6 +35,7 @@ from components.catalog import BUILTIN_GROUPS, Catalog, LoadedPackage, kind_prov
 from components.config import ConfigError
 from components.scan import KindRef, scan_package
 from components.step_prune import (
+    OWNING_INVENTORY_ANNOTATION,
     ObjectKey,
     PruneInputError,
     PrunePlan,
@@ -128,6 +130,25 @@ def package_objects(package: LoadedPackage) -> list[dict[str, Any]]:
                 continue
             objects.append(document)
     return objects
+
+
+def as_kpt_sends(obj: Mapping[str, Any], inventory_id: str) -> dict[str, Any]:
+    """`obj` as `kpt live apply` sends it: annotated with the inventory that owns it.
+
+    cli-utils (v0.36, the release kpt 1.0.0-beta.56 bundles: pkg/apply/applier.go,
+    prepareObjects) adds `config.k8s.io/owning-inventory: <inventory id>` to every object before
+    applying it. A dry run of the file as written would remove that annotation (server-side) or
+    rewrite `last-applied-configuration` from what was sent (client-side packages: apimachinery's
+    managedfields lastAppliedUpdater), so every applied object would show as changed."""
+    sent = copy.deepcopy(dict(obj))
+    metadata = sent.setdefault("metadata", {})
+    if not isinstance(metadata, dict):
+        return sent
+    annotations = metadata.get("annotations")
+    if not isinstance(annotations, dict):
+        annotations = {}
+    metadata["annotations"] = {**annotations, OWNING_INVENTORY_ANNOTATION: inventory_id}
+    return sent
 
 
 def _diff_file_name(key: ObjectKey, api_version: str) -> str:
@@ -410,7 +431,8 @@ def _kubectl_diff(
         "-f",
         "-",
     ]
-    stdin = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
+    items = [as_kpt_sends(o, package.inventory.inventory_id) for o in objects]
+    stdin = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
     return clusterops.run_bounded(
         argv, deadline=deadline, stdin_text=stdin, env=_kubectl_environment()
     )

@@ -26,22 +26,28 @@ COMMAND_PROVIDER_VERSION=1.2.1
 
 say() { printf 'world: %s\n' "$*" >&2; }
 
-# build GROUP LDFLAGS PACKAGE... : builds PACKAGEs of module world/GROUP into cache/GROUP-KEY
-# and links each binary into cache/bin.
+# build GROUP LDFLAGS NAME PACKAGE... : builds PACKAGEs of module world/GROUP into
+# cache/GROUP-KEY and links each binary into cache/bin. NAME names the binary of a single
+# PACKAGE ("-": go build's own names).
 build() {
-  local group="$1" ldflags="$2"; shift 2
+  local group="$1" ldflags="$2" name="$3"; shift 3
   local dir="$here/$group"
   local key
-  key="$( (cd "$dir" && cat go.mod go.sum $(ls *.go 2>/dev/null); go version; echo "$ldflags") | sha256sum | cut -c1-16)"
+  key="$( (cd "$dir" && cat go.mod go.sum $(ls *.go 2>/dev/null); go version; echo "$ldflags $name") | sha256sum | cut -c1-16)"
   local out="$cache/$group-$key"
   if [[ ! -f "$out/.complete" ]]; then
     say "building $group ($*) into $out"
     local started=$SECONDS
     rm -rf "$out.partial"; mkdir -p "$out.partial"
-    (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$out.partial/" "$@")
+    local target="$out.partial/"
+    [[ "$name" == - ]] || target="$out.partial/$name"
+    (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$target" "$@")
     printf '%s\n' "$((SECONDS - started))" > "$out.partial/.build-seconds"
     touch "$out.partial/.complete"
     rm -rf "$out"; mv "$out.partial" "$out"
+    # Builds of older pins of this group are never used again.
+    local old
+    for old in "$cache/$group"-*; do [[ "$old" == "$out" ]] || rm -rf "$old"; done
     say "built $group in $((SECONDS - started)) s"
   fi
   local f
@@ -50,12 +56,12 @@ build() {
 
 group_kube() {
   local v="${KUBE_VERSION#v}" x='k8s.io/component-base/version'
-  build kube "-s -w -X $x.gitVersion=$KUBE_VERSION -X $x.gitMajor=${v%%.*} -X $x.gitMinor=$(cut -d. -f2 <<<"$v") -X $x.gitTreeState=clean" \
+  build kube "-s -w -X $x.gitVersion=$KUBE_VERSION -X $x.gitMajor=${v%%.*} -X $x.gitMinor=$(cut -d. -f2 <<<"$v") -X $x.gitTreeState=clean" - \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
 }
-group_etcd() { build etcd "-s -w" go.etcd.io/etcd/server/v3; ln -sfn "$(readlink "$bin/server")" "$bin/etcd"; rm -f "$bin/server"; }
+group_etcd() { build etcd "-s -w" etcd go.etcd.io/etcd/server/v3; }
 group_pulumi() {
-  build pulumi "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION" \
+  build pulumi "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION" - \
     github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
 }
 group_kubernetes_provider() {
@@ -64,10 +70,10 @@ group_kubernetes_provider() {
   src="$(cd "$here/kubernetes-provider" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)"
   install -m 0644 "$src/cmd/pulumi-resource-kubernetes/schema.json" \
     "$src/cmd/pulumi-resource-kubernetes/terraform-mapping.json" "$here/kubernetes-provider/"
-  build kubernetes-provider "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$KUBERNETES_PROVIDER_VERSION" .
+  build kubernetes-provider "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$KUBERNETES_PROVIDER_VERSION" pulumi-resource-kubernetes .
 }
 group_command_provider() {
-  build command-provider "-s -w -X main.version=$COMMAND_PROVIDER_VERSION" .
+  build command-provider "-s -w -X main.version=$COMMAND_PROVIDER_VERSION" pulumi-resource-command .
 }
 
 groups=("$@")

@@ -5,7 +5,8 @@
 Each does exactly what the catalog's waits and rollback need from the controller it replaces,
 and nothing else:
 
-- `node` replaces the kubelet: one Node (`local-node`, a control-plane node) kept Ready; the pods
+- `node` replaces the kubelet (and the node lifecycle controller's lifting of the not-ready
+  taint): one Node (`local-node`, a control-plane node) kept Ready; the pods
   the scheduler binds to it become Running and Ready (all containers); a pod being deleted is
   removed at once. It runs no container, probes nothing, mounts nothing.
 - `cilium` replaces cilium-operator's CRD registration and its LB IPAM: it registers the five
@@ -185,6 +186,11 @@ def node_pass(api: Api, behaviour: Behaviour) -> None:
             "nodeInfo": {"kubeletVersion": "v1.34.4", "architecture": "amd64"},
         },
     )
+    node = api.call("GET", node_path) or {}
+    if ready and (node.get("spec") or {}).get("taints"):
+        # The TaintNodesByCondition admission plugin taints a new Node not-ready; the node
+        # lifecycle controller (not run: nothing posts heartbeats) would lift it once Ready.
+        api.call("PATCH", node_path, {"spec": {"taints": None}}, "application/merge-patch+json")
     for pod in api.items("/api/v1/pods"):
         spec, metadata = pod.get("spec") or {}, pod["metadata"]
         if spec.get("nodeName") != NODE:

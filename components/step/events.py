@@ -235,6 +235,7 @@ class Summary:
     text: tuple[str, ...]  # stdout lines that were not JSON
     reported: Mapping[str, Event] = field(default_factory=dict)  # final summary per action
     events: int = 0  # how many events kpt printed
+    finished_groups: frozenset[str] = frozenset()  # actions whose group kpt said Finished
 
     @property
     def problems(self) -> tuple[ObjectResult, ...]:
@@ -252,6 +253,7 @@ def summarize(events: Iterable[Event], text: Iterable[str] = ()) -> Summary:
     statuses: dict[ObjectRef, ObjectResult] = {}
     errors: list[str] = []
     reported: dict[str, Event] = {}
+    finished: set[str] = set()
     count = 0
     for event in events:
         count += 1
@@ -271,6 +273,8 @@ def summarize(events: Iterable[Event], text: Iterable[str] = ()) -> Summary:
             errors.append(event.error)
         elif event.type == "summary":
             reported[event.action] = event
+        elif event.type == "group" and event.status == "Finished":
+            finished.add(event.action)
     counted: dict[str, int] = {}
     for result in results.values():
         if result.status == "Successful":
@@ -289,6 +293,7 @@ def summarize(events: Iterable[Event], text: Iterable[str] = ()) -> Summary:
         tuple(text),
         reported,
         count,
+        frozenset(finished),
     )
 
 
@@ -296,6 +301,20 @@ def meaningful_tail(lines: Sequence[str], limit: int = 8) -> list[str]:
     """The last lines of a stderr that are not klog noise (or the last raw ones if all are)."""
     kept = [line for line in lines if line.strip() and not _KLOG_LINE.match(line)]
     return kept[-limit:] if kept else [line for line in lines if line.strip()][-3:]
+
+
+def _nothing_was_tracked(summary: Summary) -> bool:
+    """A destroy of an inventory that tracks no object: cli-utils queues no delete task for an
+    empty set (pkg/apply/solver/solver.go, `len(pruneObjs) > 0`) and its JSON printer writes no
+    summary at zero counts (pkg/printers/json/formatter.go, FormatSummary), so the run is only
+    the inventory's own removal. Its Finished event is the last task of the queue: the run
+    completed. (Seen with kpt 1.0.0-beta.56 on an empty and on an absent inventory.)"""
+    return (
+        "inventory" in summary.finished_groups
+        and not summary.results
+        and not summary.errors
+        and not summary.reported
+    )
 
 
 def classify(action: str, label: str, returncode: int, summary: Summary) -> StepError | None:
@@ -351,6 +370,8 @@ def classify(action: str, label: str, returncode: int, summary: Summary) -> Step
         failure, what = StepError, f"{label} exited {returncode}"
     elif not summary.events:
         failure, what = IncompleteOutputError, f"{label} exited 0 but printed no events"
+    elif action == "destroy" and _nothing_was_tracked(summary):
+        return None
     elif _FINAL_SUMMARY.get(action, "") not in (*summary.reported, ""):
         failure = IncompleteOutputError
         what = f"{label} exited 0 but its output ended before kpt's final summary"
