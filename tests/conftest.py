@@ -52,3 +52,11 @@ def stack_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (project / "packages.yaml").write_text(yaml.safe_dump({"packages": packages}))
     monkeypatch.setattr(stackfile, "ROOT", project)
     return project
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test, so that a fixture can tell the test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -24,9 +24,7 @@ from world.controlplane import ControlPlaneError, stop_recorded
 from world.session import ROOT, World
 
 STACK = "demo"
-DEMO_DIR = Path(
-    os.environ.get("KPT_CATALOG_DEMO_DIR", "~/.cache/kpt-catalog/demo")
-).expanduser()
+DEMO_DIR = Path(os.environ.get("KPT_CATALOG_DEMO_DIR", "~/.cache/kpt-catalog/demo")).expanduser()
 STACK_FILE = ROOT / f"Pulumi.{STACK}.yaml"
 # Made-up OAuth client credentials: the operator stand-in only needs them to exist.
 DEMO_SECRETS = {
@@ -88,7 +86,7 @@ def demo_up() -> int:
     _make(env, "status")
     print(
         "\nThe cluster keeps running. Point your shell at it with:\n"
-        "  eval \"$(venv/bin/python -m world env)\"\n"
+        '  eval "$(venv/bin/python -m world env)"\n'
         "then try make diff STACK=demo, make status STACK=demo, kubectl get pods -A.\n"
         "Roll it back and stop it with: make demo-down",
         file=sys.stderr,
@@ -123,7 +121,13 @@ def demo_down() -> int:
 
 def env_exports() -> int:
     world = World(DEMO_DIR, detach=True)
-    for key in ("PATH", "KUBECONFIG", "PULUMI_BACKEND_URL", "PULUMI_SKIP_UPDATE_CHECK", "PULUMI_HOME"):
+    for key in (
+        "PATH",
+        "KUBECONFIG",
+        "PULUMI_BACKEND_URL",
+        "PULUMI_SKIP_UPDATE_CHECK",
+        "PULUMI_HOME",
+    ):
         print(f"export {key}={shlex.quote(world.env()[key])}")
     print(f"export PULUMI_CONFIG_PASSPHRASE_FILE={shlex.quote(str(DEMO_DIR / 'passphrase'))}")
     return 0

@@ -81,4 +81,5 @@ groups=("$@")
 for g in "${groups[@]}"; do
   "group_${g//-/_}"
 done
+find "$bin" -xtype l -delete  # links to builds that were replaced
 printf '%s\n' "$bin"

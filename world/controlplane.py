@@ -85,7 +85,7 @@ class ControlPlane:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=None if self.detach else _die_with_parent,  # noqa: PLW1509 - only prctl
+            preexec_fn=None if self.detach else _die_with_parent,
             start_new_session=self.detach,
         )
         log.close()

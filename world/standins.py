@@ -341,7 +341,12 @@ def tailscale_pass(api: Api, behaviour: Behaviour) -> None:
                 api.call(
                     "PATCH",
                     path,
-                    {"metadata": {"finalizers": finalizers, "resourceVersion": metadata["resourceVersion"]}},
+                    {
+                        "metadata": {
+                            "finalizers": finalizers,
+                            "resourceVersion": metadata["resourceVersion"],
+                        }
+                    },
                     "application/merge-patch+json",
                 )
             continue
@@ -364,7 +369,11 @@ def tailscale_pass(api: Api, behaviour: Behaviour) -> None:
         if behaviour.ready(metadata.get("uid", path)):
             api.merge_status(
                 path,
-                {"conditions": [_condition("ConnectorReady", True, "ConnectorCreated", generation)]},
+                {
+                    "conditions": [
+                        _condition("ConnectorReady", True, "ConnectorCreated", generation)
+                    ]
+                },
             )
 
 

@@ -1,0 +1,260 @@
+"""User journeys, each through the real `pulumi` CLI (`make up/preview/destroy/diff/status`), the
+real providers, kpt and kubectl, on a local control plane of its own (`world/`).
+
+Selected by `make e2e` (`pytest -m e2e tests/e2e`). The world's binaries come from
+`$KPT_CATALOG_WORLD_BIN`, PATH, or `world/build.sh` (built once into a cache); when they cannot be
+found or built, every journey fails saying why: there is nothing here to skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.journey import OAUTH, Journey, open_journey
+from world.binaries import Binaries, BuildError, find_binaries
+
+pytestmark = pytest.mark.e2e
+
+CONNECTOR = "connectors.tailscale.com/cluster-subnet-router"
+FINALIZER = "tailscale.com/finalizer"
+
+
+@pytest.fixture(scope="session")
+def world_binaries() -> Binaries:
+    try:
+        return find_binaries()
+    except BuildError as error:
+        pytest.fail(f"the world's binaries could not be found or built: {error}", pytrace=False)
+
+
+@pytest.fixture
+def journey(
+    tmp_path: Path, world_binaries: Binaries, request: pytest.FixtureRequest
+) -> Iterator[Journey]:
+    opened = open_journey(tmp_path, world_binaries)
+    journey = next(opened)
+    yield journey
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        print(journey.transcript())  # pytest shows it with the failure
+    opened.close()
+
+
+def _ok(result: subprocess.CompletedProcess[str], what: str) -> str:
+    assert result.returncode == 0, (
+        f"{what} exited {result.returncode}:\n{result.stdout[-5000:]}\n{result.stderr[-3000:]}"
+    )
+    return result.stdout + result.stderr
+
+
+def _in_sync(journey: Journey) -> None:
+    result = journey.make("diff")
+    out = _ok(result, "make diff")
+    assert "5 of 5 package(s) in sync" in out, out
+
+
+def _kpt_subcommands(journey: Journey) -> list[str]:
+    return [" ".join(call[:2]) for call in journey.calls("kpt")]
+
+
+def test_up_takes_over_a_cluster_the_bash_loop_built_changing_nothing(journey: Journey) -> None:
+    journey.bash_loop()
+    _in_sync(journey)
+    before = journey.objects()
+
+    _ok(journey.up(), "make up")
+
+    after = journey.objects()
+    assert {k: v["uid"] for k, v in after.items()} == {k: v["uid"] for k, v in before.items()}, (
+        "make up recreated or removed objects"
+    )
+    changed = [
+        k
+        for k in before
+        if (before[k]["generation"], before[k]["data"])
+        != (after[k]["generation"], after[k]["data"])
+    ]
+    assert changed == []
+    _in_sync(journey)
+    # The Connector is now Pulumi's, and still carries the operator's finalizer.
+    connector = journey.json("get", CONNECTOR)
+    assert FINALIZER in connector["metadata"]["finalizers"]
+    assert any("tailscale-connector" in urn for urn in journey.urns())
+
+
+def test_an_edited_file_is_diffed_applied_and_then_in_sync(journey: Journey) -> None:
+    _ok(journey.up(), "the first make up")
+    _in_sync(journey)
+    config = journey.catalog / "mesh/headscale/config.yaml"
+    config.write_text(config.read_text().replace("headscale", "headscale-edited", 1))
+
+    diff = journey.make("diff")
+    out = diff.stdout + diff.stderr
+    assert diff.returncode != 0
+    assert "headscale        1 to change" in out, out
+    assert "4 of 5 package(s) in sync" in out, out
+
+    journey.forget_calls()
+    _ok(journey.up(), "make up after the edit")
+    assert _kpt_subcommands(journey).count("live apply") == 1  # headscale's only
+    _in_sync(journey)
+
+    journey.forget_calls()
+    out = _ok(journey.up(), "a make up with nothing to do")
+    assert "live apply" not in _kpt_subcommands(journey), "a no-op up ran kpt live apply"
+    assert "unchanged" in out
+
+
+def test_a_first_apply_that_fails_early_rolls_back(journey: Journey) -> None:
+    # kpt records the inventory, then dies (the OOM killer) before it applies any object.
+    journey.fault(
+        "kpt",
+        {
+            "match": ["live", "apply"],
+            "action": "kill",
+            "after_lines": 2,
+            "signal": "KILL",
+            "times": 1,
+        },
+    )
+    failed = journey.up()
+    assert failed.returncode != 0
+    assert "kube-vip" in failed.stdout + failed.stderr
+    rg = journey.json("get", "resourcegroups.kpt.dev", "-n", "kube-system")
+    assert [i["metadata"]["name"] for i in rg["items"]] == ["kube-vip"]  # recorded, empty
+
+    _ok(
+        journey.make("destroy-all", "PULUMI_ARGS=--yes"),
+        "make destroy-all after a failed first apply",
+    )
+    assert journey.json("get", "resourcegroups.kpt.dev", "-A")["items"] == []
+    assert not [u for u in journey.urns() if "KptPackage" in u or "command:local" in u]
+
+
+def test_a_package_whose_objects_were_removed_by_hand_rolls_back(journey: Journey) -> None:
+    _ok(journey.up(), "make up")
+    _ok(
+        journey.kubectl("delete", "namespace", "headscale", "--wait=true"),
+        "kubectl delete namespace",
+    )
+    out = _ok(journey.make("destroy", "PULUMI_ARGS=--yes"), "make destroy")
+    assert "headscale" in out
+    assert not [u for u in journey.urns() if "headscale" in u]
+
+
+def test_a_fresh_cluster_gets_the_oauth_secret_and_rotation_restarts_only_its_users(
+    journey: Journey,
+) -> None:
+    _ok(journey.up(), "make up on an empty cluster")
+    secret = journey.json("get", "secret/operator-oauth", "-n", "tailscale-system")
+    assert sorted(secret["data"]) == ["client_id", "client_secret"]
+
+    def templates() -> dict[str, str]:
+        found = {}
+        for namespace, name in (
+            ("tailscale-system", "operator"),
+            ("headscale", "headscale"),
+            ("envoy-gateway-system", "envoy-gateway"),
+        ):
+            deployment = journey.json("get", f"deployment/{name}", "-n", namespace)
+            found[name] = json.dumps(deployment["spec"]["template"], sort_keys=True)
+        return found
+
+    before = templates()
+    journey.set_secret("tailscaleOauthClientSecret", "journey-secret-2")
+    _ok(journey.up(), "make up after rotating the secret")
+    after = templates()
+    assert after["operator"] != before["operator"], "the operator was not restarted"
+    assert after["headscale"] == before["headscale"]
+    assert after["envoy-gateway"] == before["envoy-gateway"]
+    rotated = journey.json("get", "secret/operator-oauth", "-n", "tailscale-system")
+    assert rotated["data"]["client_secret"] != secret["data"]["client_secret"]
+    assert (
+        OAUTH["tailscaleOauthClientSecret"]
+        not in journey.run(["cat", str(journey.stack_file)]).stdout
+    )
+
+
+def test_a_renamed_package_destroys_nothing(journey: Journey) -> None:
+    _ok(journey.up(), "make up")
+    before = journey.objects()
+    for package in journey.packages:
+        if package["name"] == "headscale":
+            package["name"] = "headscale-mesh"
+            package["formerNames"] = ["headscale"]
+    journey.write_stack()
+    journey.forget_calls()
+    _ok(journey.up(), "make up after the rename")
+    assert "live destroy" not in _kpt_subcommands(journey)
+    assert {k: v["uid"] for k, v in journey.objects().items()} == {
+        k: v["uid"] for k, v in before.items()
+    }
+    _in_sync(journey)
+
+
+def test_a_cancelled_up_leaves_nothing_running_and_the_next_up_completes(journey: Journey) -> None:
+    # kube-vip's apply hangs: the engine is cancelled (Ctrl-C) while the step runs.
+    journey.fault("kpt", {"match": ["live", "apply"], "action": "hang", "times": 1})
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "up", "PULUMI_ARGS=--yes"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=journey.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not [
+        c for c in journey.calls("kpt") if c[:2] == ["live", "apply"]
+    ]:
+        time.sleep(0.5)
+    assert journey.calls("kpt"), "kpt live apply never started"
+    time.sleep(2)
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        output, _ = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"make up did not stop after Ctrl-C:\n{output[-4000:]}")
+    assert process.returncode != 0
+    time.sleep(1)
+    leftovers = subprocess.run(
+        ["pgrep", "-af", str(journey.catalog)], capture_output=True, text=True, check=False
+    ).stdout
+    assert leftovers.strip() == "", f"still running after the cancel:\n{leftovers}"
+
+    _ok(journey.up(), "the next make up")
+    _in_sync(journey)
+
+
+def test_destroy_keeps_kube_vip_and_releases_the_connector_before_the_operator(
+    journey: Journey,
+) -> None:
+    _ok(journey.up(), "make up")
+    assert FINALIZER in journey.json("get", CONNECTOR)["metadata"]["finalizers"]
+
+    # The Connector's delete waits until the operator stand-in (which runs only while the
+    # operator's Deployment does) has released its finalizer: had the operator gone first, the
+    # delete would wait forever and the destroy would fail.
+    _ok(journey.make("destroy", "PULUMI_ARGS=--yes"), "make destroy")
+    left = journey.objects()
+    catalog_left = sorted(
+        k for k in left if not k.startswith("CustomResourceDefinition/") or "kpt.dev" in k
+    )
+    assert [k for k in catalog_left if "kube-vip" not in k and "resourcegroups" not in k] == []
+    assert "DaemonSet/kube-system/kube-vip-ds" in left
+    assert not [u for u in journey.urns() if "KptPackage" in u and "kube-vip" not in u]
+
+    _ok(journey.make("destroy-all", "PULUMI_ARGS=--yes"), "make destroy-all")
+    assert "DaemonSet/kube-system/kube-vip-ds" not in journey.objects()
+    assert not [u for u in journey.urns() if "KptPackage" in u or "command:local" in u]
