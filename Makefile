@@ -16,6 +16,8 @@ TIMEOUT ?= 5m
 JOBS ?= 8
 # make preview: DRIFT=1 shows the objects of every package, not only of those the preview changes.
 DRIFT ?=
+# make e2e: a context of your KUBECONFIG to run the end-to-end tests on instead of a local control plane.
+E2E_CONTEXT ?=
 
 # Pulumi.yaml names this virtualenv (`virtualenv: venv`), so Pulumi runs the program in it too.
 VENV := venv
@@ -27,10 +29,10 @@ PULUMI_STACK := sh tools/pulumi-stack.sh
 # `;` or `$$(...)` in it would change the command.
 export STACK
 export PACKAGE
-export CATALOG_DIR TIMEOUT JOBS
+export CATALOG_DIR TIMEOUT JOBS E2E_CONTEXT
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up preview reapply destroy destroy-all test lint plan plan-readme status diff bench e2e clean
+.PHONY: help venv up preview reapply destroy destroy-all test lint plan plan-readme status diff bench world e2e demo demo-down clean
 
 help: ## List these targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z0-9-]*:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -110,8 +112,26 @@ diff: venv ## Each package's objects against the cluster: changes, creates, prun
 bench: venv ## Run the benchmarks
 	$(VENV)/bin/python -m tools.bench
 
-e2e: venv ## End-to-end tests against a real cluster (skipped without one)
-	$(VENV)/bin/pytest -m e2e tests/e2e -rs
+# The world: etcd, the Kubernetes control plane, the pulumi CLI and both providers, built from
+# their Go modules into ~/.cache/kpt-catalog/world (once; later runs find them there).
+world: ## Build (or find) the local test world: a Kubernetes control plane, the pulumi CLI and its providers
+	bash world/build.sh
+
+# Without E2E_CONTEXT: every user journey on a local control plane of its own. With it: the older
+# end-to-end run against your own throwaway cluster (KUBECONFIG, that context).
+e2e: venv ## User journeys through the real pulumi CLI on a local control plane (E2E_CONTEXT=<context>: on your cluster)
+	@if [ -n "$$E2E_CONTEXT" ]; then \
+		KPT_CATALOG_E2E_CONTEXT="$$E2E_CONTEXT" $(VENV)/bin/pytest -m "e2e and cluster" tests/e2e -rs; \
+	else \
+		bash world/build.sh >/dev/null && \
+		$(VENV)/bin/pytest -m "e2e and not cluster" tests/e2e -rs; \
+	fi
+
+demo: venv ## Deploy the example catalog onto a local control plane with the real engine; it keeps running until make demo-down
+	$(VENV)/bin/python -m world demo-up
+
+demo-down: venv ## Roll the demo back (kube-vip too) and stop its control plane
+	$(VENV)/bin/python -m world demo-down
 
 clean: ## Remove the venv and tool caches (never .pulumi-state: it records what is deployed)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

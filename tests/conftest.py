@@ -60,3 +60,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """End-to-end tests run only when selected (`make e2e`: `-m e2e`): a plain `pytest` (and
+    `make test`) leaves them out instead of reporting them as skipped."""
+    if "e2e" in str(config.getoption("markexpr") or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("e2e") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept

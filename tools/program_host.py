@@ -21,7 +21,7 @@ import sys
 from concurrent import futures
 from pathlib import Path
 
-import grpc
+import grpc  # type: ignore[import-untyped]  # grpcio ships no type hints
 from pulumi.automation._server import LanguageServer  # the Automation API's own server
 from pulumi.runtime.proto import language_pb2_grpc
 

@@ -14,6 +14,7 @@ are also written to `<dir>/pids` for `stop_recorded()` (what `make demo-down` us
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -108,7 +109,7 @@ class ControlPlane:
             capture_output=True,
         )
         (d / "tokens.csv").write_text(f'{self.token},admin,admin,"system:masters"\n')
-        os.chmod(d / "tokens.csv", 0o600)
+        (d / "tokens.csv").chmod(0o600)
         etcd_client, etcd_peer, api_port = _free_port(), _free_port(), _free_port()
         self.server = f"https://127.0.0.1:{api_port}"
         self._start(
@@ -192,11 +193,11 @@ class ControlPlane:
         }
         for path in (self.kubeconfig, self.directory / "component.kubeconfig"):
             path.write_text(json.dumps(config, indent=2))
-            os.chmod(path, 0o600)
+            path.chmod(0o600)
 
     def get(self, path: str) -> object | None:
         """GET `path` from the API server as JSON (or text); None when it does not answer 2xx."""
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 - the server is our own https URL
             self.server + path, headers={"Authorization": f"Bearer {self.token}"}
         )
         context = ssl.create_default_context()
@@ -210,7 +211,7 @@ class ControlPlane:
         try:
             parsed: object = json.loads(body)
         except ValueError:
-            return body
+            return str(body)
         return parsed
 
     def _wait(self, name: str, ready: Callable[[], bool]) -> None:
@@ -249,7 +250,7 @@ class ControlPlane:
 
 def stop_recorded(directory: Path) -> list[str]:
     """Stop the processes `<directory>/pids` records, if they still run; returns their names."""
-    stopped = []
+    stopped: list[str] = []
     pids = directory / "pids"
     if not pids.exists():
         return stopped
@@ -270,9 +271,7 @@ def stop_recorded(directory: Path) -> list[str]:
                 break
             time.sleep(0.1)
         else:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     pids.unlink()
     return stopped

@@ -76,10 +76,12 @@ class Api:
         path: str,
         body: object | None = None,
         content_type: str = "application/json",
-    ) -> Any:
+    ) -> Any:  # noqa: ANN401 - whatever JSON the API server answers
         """The response body as JSON; None on 404 or 409."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.server + path, data=data, method=method)
+        request = urllib.request.Request(  # noqa: S310 - the server is the kubeconfig's https URL
+            self.server + path, data=data, method=method
+        )
         request.add_header("Authorization", f"Bearer {self.token}")
         if data is not None:
             request.add_header("Content-Type", content_type)
@@ -267,11 +269,10 @@ def _pool_addresses(pool: dict[str, Any]) -> Iterator[str]:
             for address in ipaddress.ip_network(block["cidr"], strict=False).hosts():
                 yield str(address)
         elif "start" in block:
-            start = ipaddress.ip_address(block["start"])
-            stop = ipaddress.ip_address(block.get("stop", block["start"]))
-            while start <= stop:
-                yield str(start)
-                start += 1
+            start = int(ipaddress.ip_address(block["start"]))
+            stop = int(ipaddress.ip_address(block.get("stop", block["start"])))
+            for number in range(start, stop + 1):
+                yield str(ipaddress.ip_address(number))
 
 
 def cilium_pass(api: Api, behaviour: Behaviour) -> None:

@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,7 +218,7 @@ def _no_leftover_processes(work: Path) -> list[str]:
     ]
 
 
-def open_journey(base: Path, world_binaries: Any) -> Iterator[Journey]:
+def open_journey(base: Path, world_binaries: Any) -> Generator[Journey, None, None]:
     """A control plane, a catalog copy and a stack of its own; everything removed afterwards."""
     work = base
     catalog = work / "catalog"

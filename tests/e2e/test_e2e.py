@@ -42,7 +42,7 @@ from tests.e2e.catalog_config import (
 from tests.e2e.timeline import DONE, FAILED, PRE, Timeline, op_counts
 from tests.harness import PROJECT, ROOT, ProgramRun, run_program
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
 COMPONENT_TYPE = "kpt-catalog:index:KptPackage"
 CONNECTOR = "tailscale-connector-cluster-subnet-router"

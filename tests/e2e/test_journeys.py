@@ -94,12 +94,14 @@ def test_an_edited_file_is_diffed_applied_and_then_in_sync(journey: Journey) -> 
     _ok(journey.up(), "the first make up")
     _in_sync(journey)
     config = journey.catalog / "mesh/headscale/config.yaml"
-    config.write_text(config.read_text().replace("headscale", "headscale-edited", 1))
+    config.write_text(config.read_text().replace("0.0.0.0:8080", "0.0.0.0:8081"))
 
     diff = journey.make("diff")
     out = diff.stdout + diff.stderr
     assert diff.returncode != 0
     assert "headscale        1 to change" in out, out
+    assert "~ ConfigMap/headscale/headscale-config" in out, out
+    assert "+    listen_addr: 0.0.0.0:8081" in out, out
     assert "4 of 5 package(s) in sync" in out, out
 
     journey.forget_calls()

@@ -38,7 +38,7 @@ from tests.e2e.test_e2e import (
 from tests.e2e.timeline import Timeline, op_counts
 from tests.harness import PROJECT, ROOT, run_program
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
 BASH_RECONCILE = "2m"
 
