@@ -42,3 +42,48 @@ def test_a_destroy_that_deleted_objects_still_needs_its_summary() -> None:
 def test_an_apply_is_never_complete_without_its_summary() -> None:
     summary = _summary(EMPTY_INVENTORY_DESTROY)
     assert isinstance(classify("apply", "kpt live apply", 0, summary), IncompleteOutputError)
+
+
+def _event(kind_of_event: str, status: str, group: str, kind: str, name: str, ns: str = "") -> str:
+    return (
+        f'{{"type":"{kind_of_event}","status":"{status}","group":"{group}","kind":"{kind}",'
+        f'"namespace":"{ns}","name":"{name}","timestamp":"2026-12-03T08:31:59Z"}}'
+    )
+
+
+# The end of a first apply of envoy-gateway on a real kube-apiserver: its Gateway was Programmed,
+# but kpt's watcher never started for the kind the same apply had just defined.
+CRD_GROUP = "apiextensions.k8s.io"
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+FIRST_GATEWAY_APPLY = [
+    _event(
+        "apply", "Successful", CRD_GROUP, "CustomResourceDefinition", "gateways." + GATEWAY_GROUP
+    ),
+    _event("apply", "Successful", GATEWAY_GROUP, "Gateway", "eg", "envoy-gateway-system"),
+    _event("wait", "Timeout", GATEWAY_GROUP, "Gateway", "eg", "envoy-gateway-system"),
+    '{"type":"summary","action":"Apply","count":2,"successful":2,"skipped":0,"failed":0}',
+    '{"type":"summary","action":"Wait","count":2,"successful":1,"skipped":0,"failed":0,"timeout":1}',
+]
+
+
+def test_a_timeout_of_a_kind_the_apply_defined_is_left_to_kpt_live_status() -> None:
+    from components.step.errors import ReconcileTimeoutError
+    from components.step.kpt import _unwatched_new_kinds
+
+    summary = _summary(FIRST_GATEWAY_APPLY)
+    failure = classify("apply", "kpt live apply", 3, summary)
+    assert isinstance(failure, ReconcileTimeoutError)
+    assert _unwatched_new_kinds("envoy-gateway", failure, summary)
+
+
+def test_a_timeout_of_a_kind_the_cluster_already_had_still_fails() -> None:
+    from components.step.kpt import _unwatched_new_kinds
+
+    lines = [
+        line.replace(f'"group":"{GATEWAY_GROUP}"', '"group":"other.example.com"')
+        for line in FIRST_GATEWAY_APPLY
+    ]
+    summary = _summary(lines)
+    failure = classify("apply", "kpt live apply", 3, summary)
+    assert failure is not None
+    assert not _unwatched_new_kinds("envoy-gateway", failure, summary)

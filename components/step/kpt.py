@@ -18,6 +18,7 @@ from components.step.errors import (
     InventoryEmptyError,
     NotCurrentError,
     PackageDirMissingError,
+    ReconcileTimeoutError,
     StepError,
 )
 from components.step.events import (
@@ -165,10 +166,45 @@ def apply(
     remaining = max(1, deadline - int(time.monotonic() - started))
     completed, summary = run_kpt(package, label, argv, remaining)
     failure = classify("apply", label, completed.returncode, summary)
-    if failure is not None:
+    if failure is not None and not _unwatched_new_kinds(package, failure, summary):
         raise with_stderr(failure, completed, summary)
     check_status(package, directory, reconcile, cluster)
     return summary.successful.get("apply", 0)
+
+
+_CRD_GROUP = "apiextensions.k8s.io"
+
+
+def _unwatched_new_kinds(package: str, failure: StepError, summary: Summary) -> bool:
+    """Whether the apply's only failure is a reconcile timeout of objects whose kinds this
+    apply itself defined, which kpt 1.0.0-beta.56 can fail to watch at all.
+
+    cli-utils' status watcher (pkg/kstatus/watcher/object_status_reporter.go) starts the
+    informer of a kind that does not exist yet only when its CRD is added or updated; when the
+    CRD's last event comes before the API server serves the kind, the informer never starts and
+    every object of that kind times out although it is Current (seen on a real kube-apiserver:
+    `Watch start error (blocking until CRD is added)`, the CRD's events, then nothing for the
+    Gateway). Such objects are checked again by `kpt live status`, whose fresh watcher sees them;
+    that check is what decides."""
+    if not isinstance(failure, ReconcileTimeoutError) or summary.errors:
+        return False
+    if summary.with_status("Failed") or summary.with_status("Skipped"):
+        return False
+    new_groups = {
+        r.obj.name.partition(".")[2]
+        for r in summary.results
+        if r.action == "apply" and r.obj.group == _CRD_GROUP and r.status == "Successful"
+    }
+    timed_out = summary.with_status("Timeout")
+    if not timed_out or any(r.obj.group not in new_groups for r in timed_out):
+        return False
+    logs.say(
+        package,
+        f"{len(timed_out)} object(s) of kinds this apply defined timed out in kpt's own wait "
+        "(its watcher can miss a kind that a CRD of the same apply defines); kpt live status "
+        "checks them instead",
+    )
+    return True
 
 
 def _sweep_stale(root: Path) -> None:

@@ -41,6 +41,17 @@ BASH_LOOP = (
 CONNECTOR_FILE = "mesh/tailscale/03-connector.yaml"
 
 
+def journey_graph() -> list[dict[str, Any]]:
+    """The shipped graph, with envoy-gateway's reconcile timeout shortened: on a fresh cluster
+    kpt's own wait can miss the Gateway whose CRD the same apply defines, and then waits out the
+    whole timeout before `kpt live status` checks it (components/step/kpt.py)."""
+    packages = shipped_graph()
+    for package in packages:
+        if package["name"] == "envoy-gateway":
+            package["reconcileTimeout"] = "30s"
+    return packages
+
+
 @dataclass
 class Journey:
     """One stack of this project on one local control plane."""
@@ -49,7 +60,7 @@ class Journey:
     stack: str
     catalog: Path
     work: Path
-    packages: list[dict[str, Any]] = field(default_factory=shipped_graph)
+    packages: list[dict[str, Any]] = field(default_factory=journey_graph)
     log: list[str] = field(default_factory=list)
 
     @property

@@ -7,7 +7,8 @@ read from `$KPT_CATALOG_FAULTS/<tool>.json`, a list of rules tried in order:
 
     {"match": ["live", "apply"], "action": "kill", "after_lines": 3, "signal": "KILL", "times": 1}
 
-`match` is a list of words that must all be among the arguments; `times` (default: every call)
+`match` is a list of words that must all be among the arguments, `unless` words that must not
+be (`["--dry-run"]`); `times` (default: every call)
 how often the rule fires. Actions:
 - `kill`: run the real tool, and after `after_lines` lines of its stdout kill it with `signal`;
   this process then dies of the same signal (the OOM killer, a segfault);
@@ -53,6 +54,8 @@ def _rule(faults: Path, tool: str, args: list[str]) -> dict[str, Any] | None:
     rules = json.loads(rules_file.read_text())
     for index, rule in enumerate(rules):
         if not all(word in args for word in rule.get("match", [])):
+            continue
+        if any(word in args for word in rule.get("unless", [])):
             continue
         times = rule.get("times")
         if times is not None:
