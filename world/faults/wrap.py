@@ -127,7 +127,8 @@ def main(tool: str, args: list[str]) -> int:
     number = getattr(signal, "SIG" + str(rule.get("signal", "KILL")))
     process.send_signal(number)
     process.wait()
-    signal.signal(number, signal.SIG_DFL)
+    if number not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be caught anyway
+        signal.signal(number, signal.SIG_DFL)
     os.kill(os.getpid(), number)
     return 128 + int(number)
 
