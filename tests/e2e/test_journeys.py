@@ -281,3 +281,40 @@ def test_destroy_keeps_kube_vip_and_releases_the_connector_before_the_operator(
         "CustomResourceDefinition//resourcegroups.kpt.dev"
     ]
     assert not [u for u in journey.urns() if "KptPackage" in u or "command:local" in u]
+
+
+def test_an_operator_that_never_gets_ready_fails_the_up_and_the_next_up_completes(
+    journey: Journey,
+) -> None:
+    for package in journey.packages:
+        if package["name"] == "tailscale":
+            package["manifests"][0]["timeout"] = "20s"
+    journey.write_stack()
+    journey.world.behave("tailscale", "never")  # it takes the finalizer, never says Ready
+    failed = journey.up()
+    out = failed.stdout + failed.stderr
+    assert failed.returncode != 0
+    assert "cluster-subnet-router" in out, out[-3000:]
+    assert not [u for u in journey.urns() if u.endswith("headscale-apply")], "headscale ran"
+
+    journey.world.behave("tailscale", "normal")
+    _ok(journey.up(), "make up once the operator is ready")
+    _in_sync(journey)
+
+
+def test_an_unreachable_cluster_is_named_and_never_read_as_in_sync(journey: Journey) -> None:
+    _ok(journey.up(), "make up")
+    assert journey.world.control_plane is not None
+    journey.world.control_plane.stop_process("kube-apiserver")
+    python = str(Path(__file__).resolve().parents[2] / "venv" / "bin" / "python")
+
+    diff = journey.run([python, "-m", "tools.diff", "--stack", journey.stack, "--timeout", "30s"])
+    assert diff.returncode == 2, diff.stdout + diff.stderr
+    assert "cluster unreachable" in diff.stdout + diff.stderr
+    assert "in sync" not in diff.stdout
+
+    status = journey.run(
+        [python, "-m", "tools.status", "--stack", journey.stack, "--timeout", "30s"]
+    )
+    assert status.returncode == 3, status.stdout + status.stderr
+    assert "cluster unreachable" in status.stdout + status.stderr
