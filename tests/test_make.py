@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -46,6 +47,13 @@ with open(os.environ["FAKE_PULUMI_LOG"], "a") as log:
         "backend": os.environ.get("PULUMI_BACKEND_URL"),
         "passphrase": os.environ.get("PULUMI_CONFIG_PASSPHRASE"),
     }) + "\\n")
+client = [a for a in args if a.startswith("--client=")]
+if client and os.environ.get("FAKE_PULUMI_DIAL_CLIENT") == "1":
+    import socket
+
+    host, _, port = client[0].removeprefix("--client=").rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=5):
+        print("language host answered")
 if args[:1] == ["whoami"] and os.environ["FAKE_PULUMI_LOGGED_IN"] != "1":
     sys.exit("error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions")
 if args[:1] == ["preview"] and "--json" in args and "FAKE_PULUMI_PREVIEW_JSON" in os.environ:
@@ -217,6 +225,8 @@ def sandbox(tmp_path: Path) -> Sandbox:
     )
     for name in ("kpt", "kubectl"):
         _executable(bin_dir / name, "#!/bin/sh\nexit 0\n")
+    # A released CLI's Python language host, beside it: pulumi runs the program itself.
+    _executable(bin_dir / "pulumi-language-python", "#!/bin/sh\nexit 0\n")
 
     home = tmp_path / "home"
     home.mkdir()
@@ -331,6 +341,21 @@ def test_make_targets_run_pulumi(sandbox: Sandbox, make_args, pulumi_command):
     assert result.returncode == 0, result.stdout + result.stderr
     stack = "prod" if "STACK=prod" in make_args else "dev"
     assert sandbox.argvs() == [WHOAMI, _select(stack), pulumi_command]
+
+
+def test_without_a_language_host_the_program_is_served_to_the_cli(sandbox: Sandbox):
+    """A CLI built from its Go module has no Python language host: `make up` then serves the
+    program itself and hands pulumi its address (`--client`), which must answer while pulumi
+    runs."""
+    (sandbox.bin_dir / "pulumi-language-python").unlink()
+    result = sandbox.make("up", env={"FAKE_PULUMI_DIAL_CLIENT": "1"})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    *before, up = sandbox.argvs()
+    assert before == [WHOAMI, _select("dev")]
+    assert up[:3] == ["up", "--stack", "dev"] and len(up) == 4
+    assert re.fullmatch(r"--client=127\.0\.0\.1:\d+", up[3]), up
+    assert "language host answered" in result.stdout
 
 
 # --- destroy-all: protection comes back unless the resources are gone -----------------------
