@@ -79,10 +79,12 @@ class ControlPlane:
     def kubeconfig(self) -> Path:
         return self.directory / "kubeconfig"
 
-    def _start(self, name: str, argv: list[str]) -> None:
+    def start_process(self, name: str, argv: list[str], cwd: Path | None = None) -> None:
+        """Start `argv` as one of this control plane's processes, logging to `<name>.log`."""
         log = (self.directory / f"{name}.log").open("ab")
         process = subprocess.Popen(
             argv,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -112,7 +114,7 @@ class ControlPlane:
         (d / "tokens.csv").chmod(0o600)
         etcd_client, etcd_peer, api_port = _free_port(), _free_port(), _free_port()
         self.server = f"https://127.0.0.1:{api_port}"
-        self._start(
+        self.start_process(
             "etcd",
             [
                 str(self.binaries["etcd"]),
@@ -126,7 +128,7 @@ class ControlPlane:
                 "--log-level=warn",
             ],
         )
-        self._start(
+        self.start_process(
             "kube-apiserver",
             [
                 str(self.binaries["kube-apiserver"]),
@@ -147,7 +149,7 @@ class ControlPlane:
         self._write_kubeconfig()
         self._wait("kube-apiserver", lambda: self.get("/readyz") is not None)
         component = str(d / "component.kubeconfig")
-        self._start(
+        self.start_process(
             "kube-controller-manager",
             [
                 str(self.binaries["kube-controller-manager"]),
@@ -162,7 +164,7 @@ class ControlPlane:
                 "--concurrent-gc-syncs=5",
             ],
         )
-        self._start(
+        self.start_process(
             "kube-scheduler",
             [
                 str(self.binaries["kube-scheduler"]),

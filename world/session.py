@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from world.binaries import Binaries, find_binaries
-from world.controlplane import CONTEXT, ControlPlane, _die_with_parent
+from world.controlplane import CONTEXT, ControlPlane
 from world.standins import STANDINS
 
 __all__ = ["ROOT", "World"]
@@ -29,7 +27,6 @@ class World:
     detach: bool = False
     passphrase: str = field(default_factory=lambda: secrets.token_hex(12))
     control_plane: ControlPlane | None = None
-    standins: subprocess.Popen[bytes] | None = None
 
     @property
     def context(self) -> str:
@@ -62,8 +59,9 @@ class World:
         return self
 
     def start_standins(self) -> None:
-        log = (self.directory / "standins.log").open("ab")
-        self.standins = subprocess.Popen(
+        assert self.control_plane is not None  # noqa: S101 - start() made it
+        self.control_plane.start_process(
+            "standins",
             [
                 sys.executable,
                 "-m",
@@ -74,15 +72,7 @@ class World:
                 str(self.control),
             ],
             cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=None if self.detach else _die_with_parent,
-            start_new_session=self.detach,
         )
-        log.close()
-        with (self.directory / "pids").open("a") as pids:
-            pids.write(f"{self.standins.pid} standins\n")
 
     def behave(self, standin: str, mode: str) -> None:
         """Tell a stand-in how to behave: `normal`, `late <seconds>`, `never` or `stopped`."""
@@ -110,12 +100,6 @@ class World:
         return env
 
     def stop(self) -> None:
-        if self.standins is not None and self.standins.poll() is None:
-            self.standins.send_signal(signal.SIGTERM)
-            try:
-                self.standins.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.standins.kill()
-                self.standins.wait()
+        """Stop the stand-ins and the control plane (the last started first)."""
         if self.control_plane is not None:
             self.control_plane.stop()

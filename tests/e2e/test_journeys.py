@@ -318,3 +318,39 @@ def test_an_unreachable_cluster_is_named_and_never_read_as_in_sync(journey: Jour
     )
     assert status.returncode == 3, status.stdout + status.stderr
     assert "cluster unreachable" in status.stdout + status.stderr
+
+
+def test_a_killed_test_run_leaves_no_control_plane_running(tmp_path: Path) -> None:
+    """The world's processes die with the process that started them, even by SIGKILL."""
+    root = Path(__file__).resolve().parents[2]
+    starter = subprocess.Popen(
+        [
+            str(root / "venv" / "bin" / "python"),
+            "-c",
+            "import sys, time; from pathlib import Path; from world.session import World; "
+            "World(Path(sys.argv[1])).start(); print('up', flush=True); time.sleep(600)",
+            str(tmp_path / "world"),
+        ],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert starter.stdout is not None
+    assert starter.stdout.readline().strip() == "up"
+    pids = [int(line.split()[0]) for line in (tmp_path / "world" / "pids").read_text().splitlines()]
+    assert len(pids) == 5  # etcd, the three control-plane processes, the stand-ins
+    starter.kill()
+    starter.wait()
+    deadline = time.monotonic() + 15
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)]
+    assert alive == [], f"still running after the test process was killed: {alive}"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1]
+    except (OSError, IndexError):
+        return "Z"
