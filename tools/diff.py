@@ -459,7 +459,7 @@ def diff_package(
     ran = _kubectl_diff(package, objects, cluster, deadline)
     # kubectl stops at the first object the server cannot dry-run: one more run per cause (a
     # missing CRD or Namespace), each without the objects that wait for it.
-    while objects and ran.returncode > 1 and not ran.killed:
+    while objects and ran.returncode not in (0, 1) and not ran.killed:
         later = _needs_prerequisite(ran, objects, package, prerequisites)
         if not later:
             break
@@ -473,6 +473,12 @@ def diff_package(
         )
     if ran.killed:
         result.error = "killed"
+        return result
+    if ran.returncode < 0:
+        # Python's code for a death by signal (the OOM killer, a segfault): its output is
+        # whatever it printed before, so nothing can be said of the cluster.
+        result.error = f"kubectl diff was killed by signal {-ran.returncode}"
+        result.details = ran.last_lines()
         return result
     if ran.returncode > 1:
         result.error = f"kubectl diff failed (exit {ran.returncode})"

@@ -354,3 +354,16 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1]
     except (OSError, IndexError):
         return "Z"
+
+
+def test_a_kubectl_diff_killed_by_a_signal_is_an_error_not_in_sync(journey: Journey) -> None:
+    _ok(journey.up(), "make up")
+    config = journey.catalog / "mesh/headscale/config.yaml"
+    config.write_text(config.read_text().replace("0.0.0.0:8080", "0.0.0.0:8082"))  # drift
+    journey.fault("kubectl", {"match": ["diff"], "action": "kill", "signal": "SEGV"})
+    python = str(Path(__file__).resolve().parents[2] / "venv" / "bin" / "python")
+    diff = journey.run([python, "-m", "tools.diff", "--stack", journey.stack])
+    out = diff.stdout + diff.stderr
+    assert diff.returncode == 2, out
+    assert "killed by signal 11" in out, out
+    assert "0 of 5 package(s) in sync, 5 failed" in out, out
