@@ -367,3 +367,20 @@ def test_a_kubectl_diff_killed_by_a_signal_is_an_error_not_in_sync(journey: Jour
     assert diff.returncode == 2, out
     assert "killed by signal 11" in out, out
     assert "0 of 5 package(s) in sync, 5 failed" in out, out
+
+
+def test_a_line_over_64_kib_from_kpt_does_not_hang_the_up(journey: Journey) -> None:
+    # The command provider reads output lines with a 64 KiB scanner and blocks the command on a
+    # longer one (pulumi/pulumi-command#201): the step must never pass such a line on.
+    journey.fault(
+        "kpt",
+        {
+            "match": ["live", "apply"],
+            "unless": ["--dry-run"],
+            "action": "long_line",
+            "bytes": 200_000,
+            "times": 1,
+        },
+    )
+    _ok(journey.up(), "make up with a 200 kB line from kpt")
+    _in_sync(journey)
