@@ -97,8 +97,12 @@ class Api:
         listed = self.call("GET", path)
         return list(listed.get("items") or []) if listed else []
 
+    def merge(self, path: str, patch: dict[str, Any]) -> None:
+        """A JSON merge patch of the object at `path`."""
+        self.call("PATCH", path, patch, "application/merge-patch+json")
+
     def merge_status(self, path: str, status: dict[str, Any]) -> None:
-        self.call("PATCH", path + "/status", {"status": status}, "application/merge-patch+json")
+        self.merge(path + "/status", {"status": status})
 
 
 class Behaviour:
@@ -192,7 +196,7 @@ def node_pass(api: Api, behaviour: Behaviour) -> None:
     if ready and (node.get("spec") or {}).get("taints"):
         # The TaintNodesByCondition admission plugin taints a new Node not-ready; the node
         # lifecycle controller (not run: nothing posts heartbeats) would lift it once Ready.
-        api.call("PATCH", node_path, {"spec": {"taints": None}}, "application/merge-patch+json")
+        api.merge(node_path, {"spec": {"taints": None}})
     for pod in api.items("/api/v1/pods"):
         spec, metadata = pod.get("spec") or {}, pod["metadata"]
         if spec.get("nodeName") != NODE:
@@ -324,14 +328,31 @@ def _available(api: Api, namespace: str, name: str) -> bool:
     return int((deployment.get("status") or {}).get("availableReplicas") or 0) > 0
 
 
+def _while_running(api: Api, namespace: str, deployment: str, objects: str) -> list[dict[str, Any]]:
+    """The objects at `objects` that the controller of Deployment `namespace/deployment` acts on:
+    none while it does not run (no available replica), or while their CRD is not served."""
+    if not _available(api, namespace, deployment):
+        return []
+    try:
+        return api.items(objects)
+    except urllib.error.HTTPError:
+        return []
+
+
+def _set_finalizers(api: Api, path: str, metadata: dict[str, Any], finalizers: list[str]) -> None:
+    """Replace the object's finalizers, only if nobody changed it since it was read (a merge
+    patch replaces the whole list; a conflict is retried on the next pass)."""
+    api.merge(
+        path,
+        {"metadata": {"finalizers": finalizers, "resourceVersion": metadata["resourceVersion"]}},
+    )
+
+
 def tailscale_pass(api: Api, behaviour: Behaviour) -> None:
     """The Tailscale operator's part: each Connector's finalizer and ConnectorReady."""
-    if not _available(api, "tailscale-system", "operator"):
-        return
-    try:
-        connectors = api.items("/apis/tailscale.com/v1alpha1/connectors")
-    except urllib.error.HTTPError:
-        return
+    connectors = _while_running(
+        api, "tailscale-system", "operator", "/apis/tailscale.com/v1alpha1/connectors"
+    )
     for connector in connectors:
         metadata = connector["metadata"]
         path = _path(connector, "connectors")
@@ -339,25 +360,10 @@ def tailscale_pass(api: Api, behaviour: Behaviour) -> None:
         if metadata.get("deletionTimestamp"):
             if CONNECTOR_FINALIZER in finalizers:
                 finalizers.remove(CONNECTOR_FINALIZER)
-                api.call(
-                    "PATCH",
-                    path,
-                    {
-                        "metadata": {
-                            "finalizers": finalizers,
-                            "resourceVersion": metadata["resourceVersion"],
-                        }
-                    },
-                    "application/merge-patch+json",
-                )
+                _set_finalizers(api, path, metadata, finalizers)
             continue
         if CONNECTOR_FINALIZER not in finalizers:
-            api.call(
-                "PATCH",
-                path,
-                {"metadata": {"finalizers": [*finalizers, CONNECTOR_FINALIZER]}},
-                "application/merge-patch+json",
-            )
+            _set_finalizers(api, path, metadata, [*finalizers, CONNECTOR_FINALIZER])
         generation = int(metadata.get("generation") or 0)
         conditions = (connector.get("status") or {}).get("conditions") or []
         if any(
@@ -380,12 +386,9 @@ def tailscale_pass(api: Api, behaviour: Behaviour) -> None:
 
 def envoy_gateway_pass(api: Api, behaviour: Behaviour) -> None:
     """Envoy Gateway's part: a LoadBalancer Service per Gateway, then Programmed."""
-    if not _available(api, "envoy-gateway-system", "envoy-gateway"):
-        return
-    try:
-        gateways = api.items("/apis/gateway.networking.k8s.io/v1/gateways")
-    except urllib.error.HTTPError:
-        return
+    gateways = _while_running(
+        api, "envoy-gateway-system", "envoy-gateway", "/apis/gateway.networking.k8s.io/v1/gateways"
+    )
     for gateway in gateways:
         metadata = gateway["metadata"]
         if metadata.get("deletionTimestamp"):

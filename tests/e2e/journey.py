@@ -107,15 +107,21 @@ class Journey:
         """`make up`, answering yes (the engine's preview runs, then the update)."""
         return self.make("up", "PULUMI_ARGS=--yes")
 
-    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return self.run(["kubectl", *args], timeout=120, stdin=stdin)
+    def kubectl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.run(["kubectl", *args], timeout=120)
+
+    def tool(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """`python -m tools.<name> --stack <this stack>`: a tool's own exit code, which `make`
+        folds into 2."""
+        python = str(ROOT / "venv" / "bin" / "python")
+        return self.run([python, "-m", f"tools.{name}", "--stack", self.stack, *args])
 
     def json(self, *args: str) -> Any:
         result = self.kubectl(*args, "-o", "json")
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
-    def write_stack(self, **extra: object) -> None:
+    def write_stack(self) -> None:
         """The stack file: this world's cluster, the catalog copy and the graph."""
         config: dict[str, object] = {
             "kpt-catalog:kubeconfig": str(self.world.kubeconfig),
@@ -123,7 +129,6 @@ class Journey:
             "kpt-catalog:catalogDir": str(self.catalog),
             "kpt-catalog:packages": self.packages,
         }
-        config.update({f"kpt-catalog:{key}": value for key, value in extra.items()})
         old = yaml.safe_load(self.stack_file.read_text()) if self.stack_file.exists() else {}
         kept = {
             k: v

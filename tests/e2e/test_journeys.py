@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.journey import OAUTH, Journey, open_journey
+from tests.harness import ROOT
 from world.binaries import Binaries, BuildError, find_binaries
 
 pytestmark = pytest.mark.e2e
@@ -220,7 +221,7 @@ def test_a_cancelled_up_leaves_nothing_running_and_the_next_up_completes(journey
     )
     process = subprocess.Popen(
         ["make", "--no-print-directory", "up", "PULUMI_ARGS=--yes"],
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=ROOT,
         env=journey.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -306,32 +307,28 @@ def test_an_unreachable_cluster_is_named_and_never_read_as_in_sync(journey: Jour
     _ok(journey.up(), "make up")
     assert journey.world.control_plane is not None
     journey.world.control_plane.stop_process("kube-apiserver")
-    python = str(Path(__file__).resolve().parents[2] / "venv" / "bin" / "python")
 
-    diff = journey.run([python, "-m", "tools.diff", "--stack", journey.stack, "--timeout", "30s"])
+    diff = journey.tool("diff", "--timeout", "30s")
     assert diff.returncode == 2, diff.stdout + diff.stderr
     assert "cluster unreachable" in diff.stdout + diff.stderr
     assert "in sync" not in diff.stdout
 
-    status = journey.run(
-        [python, "-m", "tools.status", "--stack", journey.stack, "--timeout", "30s"]
-    )
+    status = journey.tool("status", "--timeout", "30s")
     assert status.returncode == 3, status.stdout + status.stderr
     assert "cluster unreachable" in status.stdout + status.stderr
 
 
 def test_a_killed_test_run_leaves_no_control_plane_running(tmp_path: Path) -> None:
     """The world's processes die with the process that started them, even by SIGKILL."""
-    root = Path(__file__).resolve().parents[2]
     starter = subprocess.Popen(
         [
-            str(root / "venv" / "bin" / "python"),
+            str(ROOT / "venv" / "bin" / "python"),
             "-c",
             "import sys, time; from pathlib import Path; from world.session import World; "
             "World(Path(sys.argv[1])).start(); print('up', flush=True); time.sleep(600)",
             str(tmp_path / "world"),
         ],
-        cwd=root,
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -361,8 +358,7 @@ def test_a_kubectl_diff_killed_by_a_signal_is_an_error_not_in_sync(journey: Jour
     config = journey.catalog / "mesh/headscale/config.yaml"
     config.write_text(config.read_text().replace("0.0.0.0:8080", "0.0.0.0:8082"))  # drift
     journey.fault("kubectl", {"match": ["diff"], "action": "kill", "signal": "SEGV"})
-    python = str(Path(__file__).resolve().parents[2] / "venv" / "bin" / "python")
-    diff = journey.run([python, "-m", "tools.diff", "--stack", journey.stack])
+    diff = journey.tool("diff")
     out = diff.stdout + diff.stderr
     assert diff.returncode == 2, out
     assert "killed by signal 11" in out, out
