@@ -1,13 +1,15 @@
 """The files of a package that kpt reads, read safely: never followed into a device, never hung,
 never handed to the YAML parser when they are not text or would expand without bound.
 
-kpt reads a package with kyaml's `LocalPackageReader` and `MatchFilesGlob: kio.MatchAll`
-(`*.yaml`, `*.yml`, `*.json`; kptdev/kpt `pkg/pkg.go`, `LocalResources` and `LocalInventory`;
-kustomize `kyaml/kio/pkgio_reader.go`), plus the Kptfile. The glob is matched against the base
-name with Go's `filepath.Match`, whose `*` also matches a leading dot: an editor's lock file
-`.#x.yaml` is read, a backup `x.yaml~` or `#x.yaml#` is not. Directories are walked without
-following symlinks; a symlinked *file* is opened (so followed). A `.krmignore` changes what kpt
-reads, with gitignore rules this program does not reproduce, so it is refused.
+kpt 1.0.0-beta.56 reads `*.yaml` and `*.yml` below the package (sub-directories included), plus
+the Kptfile; measured on the local control plane (`kpt live apply --dry-run` and `kpt pkg tree`
+list `x.yml`, `.#x.yaml` and `sub/x.yaml`, never `x.json`, `x.YAML` or `x.yaml~`). The glob is
+matched against the base name as Go's `filepath.Match` does, whose `*` also matches a leading
+dot: an editor's lock file `.#x.yaml` is read, a backup `x.yaml~` or `#x.yaml#` is not. A `.json`
+file holding an object is reported: kpt would never apply it, which its author cannot mean.
+Directories are walked without following symlinks; a symlinked *file* is opened (so followed).
+A `.krmignore` changes what kpt reads, with gitignore rules this program does not reproduce, so
+it is refused.
 
 Only the files kpt reads feed the digest and the scan, so an edit kpt would not see never
 re-applies a package, and every edit it would see does.
@@ -40,7 +42,7 @@ MAX_EXPANDED_NODES = 1_000_000
 """A file whose aliases expand past this many nodes is refused, as kpt's YAML parser refuses
 "excessive aliasing" (a "billion laughs" document expands a few lines into billions of nodes)."""
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_KPT_GLOBS = ("*.yaml", "*.yml", "*.json")
+_KPT_GLOBS = ("*.yaml", "*.yml")
 _KPTFILE = "Kptfile"
 _KRMIGNORE = ".krmignore"
 
@@ -151,6 +153,13 @@ def read_package_files(root: Path) -> PackageFiles:
                     f"{relative}: a .krmignore changes which files kpt applies, which this "
                     "program cannot follow; move the ignored files out of the package instead"
                 )
+            elif entry.name.endswith(".json") and entry.is_file():
+                content, _ = read_file(Path(entry.path), relative)
+                if content is not None and b'"apiVersion"' in content and b'"kind"' in content:
+                    found.problems.append(
+                        f"{relative}: kpt does not read .json files, so this object would never "
+                        "be applied; rename it to .yaml (JSON is YAML) or move it out"
+                    )
             elif kpt_reads(entry.name):
                 content, problem = read_file(Path(entry.path), relative)
                 if problem is not None:

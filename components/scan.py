@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from components.files import read_file, read_package_files, unsafe_yaml
+from components.kptyaml import KptYamlError, load_documents
 
 __all__ = [
     "Inventory",
@@ -300,10 +301,14 @@ def _top_keys(chunk: bytes) -> dict[str, str]:
 
 def _scan_document(scan: PackageScan, relative: str, chunk: bytes) -> None:
     try:
-        document = yaml.load(chunk, Loader=_Loader)  # noqa: S506  (a safe loader, see _Loader)
+        documents = load_documents(chunk)
     except yaml.YAMLError as error:
         scan.problems.append(f"{relative}: not valid YAML: {error}".replace("\n", " "))
         return
+    except KptYamlError as error:
+        scan.problems.append(f"{relative}: {error}")
+        return
+    document = documents[0] if documents else None
     if not isinstance(document, dict):
         return
     is_group = document.get("kind") == "ResourceGroup"

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +53,7 @@ from components.config import (
 )
 from components.files import read_package_files, unsafe_yaml
 from components.gates import BACKSTOP_SECONDS, declare_gate
+from components.kptyaml import KptYamlError, load_documents
 from components.native import KubernetesObject
 
 __all__ = [
@@ -74,12 +74,6 @@ _WORKLOAD_KINDS = {
     "DaemonSet": "daemonset",
     "StatefulSet": "statefulset",
 }
-_SEPARATOR = re.compile(rb"^---[ \t]*(?:#.*)?$", re.MULTILINE)
-_WORKLOAD_KIND = re.compile(
-    rb"^kind:[ \t]*[\"']?(Deployment|DaemonSet|StatefulSet)\b", re.MULTILINE
-)
-# The C loader when present, like components.scan.
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _set_with_secret(key: str) -> str:
@@ -203,21 +197,23 @@ def _workload_of(document: object) -> tuple[Workload, set[str]] | None:
 def mounting_workloads(directory: Path, secrets: Sequence[SecretSpec]) -> tuple[Workload, ...]:
     """The package's workloads whose pods reference one of `secrets` by name, in their namespace.
 
-    Reads the files kpt reads, as the catalog's checks do (`components.files`), and parses only
-    documents whose `kind` is a workload; what cannot be read or parsed is left to those checks,
-    which report it."""
+    Reads the files kpt reads, as kpt reads them (`components.files`, `components.kptyaml`), so a
+    workload written as JSON, in flow style or with a quoted key is found too; what cannot be
+    read or parsed is left to the catalog's checks, which report it."""
     wanted = {(s.namespace, s.name) for s in secrets}
     found: set[Workload] = set()
     for file in read_package_files(directory).files:
-        if unsafe_yaml(file.content) is not None:
+        if unsafe_yaml(file.content) is not None or file.relative.endswith("Kptfile"):
             continue
-        for chunk in _SEPARATOR.split(file.content):
-            if not _WORKLOAD_KIND.search(chunk):
-                continue
-            try:
-                parsed = _workload_of(yaml.load(chunk, Loader=_Loader))  # noqa: S506  (safe loader)
-            except yaml.YAMLError:
-                continue
+        # Only a file that names a workload kind somewhere is parsed (a CRD bundle is large).
+        if not any(kind.encode() in file.content for kind in _WORKLOAD_KINDS):
+            continue
+        try:
+            documents = load_documents(file.content)
+        except (yaml.YAMLError, KptYamlError):
+            continue
+        for document in documents:
+            parsed = _workload_of(document)
             if parsed is None:
                 continue
             workload, referenced = parsed

@@ -339,19 +339,39 @@ def test_special_files_are_named_never_read(
 
 
 def test_the_digest_reads_what_kpt_reads(catalog: Path) -> None:
-    """kpt reads *.yaml, *.yml, *.json and the Kptfile (a dotted `.#x.yaml` lock too: Go's `*`
-    matches a leading dot); backups and other files change nothing."""
+    """kpt reads *.yaml, *.yml and the Kptfile (a dotted `.#x.yaml` lock too: Go's `*` matches a
+    leading dot); backups, .json and other files change nothing."""
     package = catalog / "mesh/headscale"
     before = package_digest(package)
-    for ignored in ("config.yaml~", "#config.yaml#", ".config.yaml.swp", "README.md", "notes"):
+    for ignored in (
+        "config.yaml~",
+        "#config.yaml#",
+        ".config.yaml.swp",
+        "README.md",
+        "notes",
+        "schema.json",
+        "x.YAML",
+    ):
         (package / ignored).write_text("kind: Secret\n")
     assert package_digest(package) == before
-    for read in (".#lock.yaml", "extra.yml", "extra.json", "sub/nested.yaml"):
+    for read in (".#lock.yaml", "extra.yml", "sub/nested.yaml"):
         (package / read).parent.mkdir(exist_ok=True)
         (package / read).write_text('{"apiVersion": "v1", "kind": "ConfigMap"}\n')
         changed = package_digest(package)
         assert changed != before, read
         before = changed
+
+
+def test_an_object_in_a_json_file_is_refused_since_kpt_would_never_apply_it(
+    catalog: Path,
+) -> None:
+    package = catalog / "mesh/headscale"
+    (package / "extra.json").write_text('{"apiVersion": "v1", "kind": "ConfigMap"}\n')
+    (package / "schema.json").write_text('{"type": "object"}\n')
+    assert scan_package(package).problems == [
+        "extra.json: kpt does not read .json files, so this object would never be applied; "
+        "rename it to .yaml (JSON is YAML) or move it out"
+    ]
 
 
 def test_krmignore_is_refused(catalog: Path) -> None:

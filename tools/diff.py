@@ -33,6 +33,8 @@ import yaml
 
 from components.catalog import BUILTIN_GROUPS, Catalog, LoadedPackage, kind_providers, kind_source
 from components.config import ConfigError
+from components.files import read_package_files
+from components.kptyaml import load_documents
 from components.scan import KindRef, scan_package
 from components.step_prune import (
     OWNING_INVENTORY_ANNOTATION,
@@ -65,7 +67,6 @@ EXIT_IN_SYNC = 0
 EXIT_DIFFERENCES = 1
 EXIT_ERROR = 2
 
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _LOCAL_CONFIG = "config.kubernetes.io/local-config"
 # kpt's field manager for server-side apply (kpt live apply --help: "Default value is kubectl").
 _KPT_FIELD_MANAGER = "kubectl"
@@ -115,14 +116,23 @@ class PackageDiff:
 
 
 def package_objects(package: LoadedPackage) -> list[dict[str, Any]]:
-    """The objects kpt would apply from the package's files: every YAML document below its
-    directory but the ResourceGroup and objects annotated `config.kubernetes.io/local-config`
-    (the Kptfile is not YAML-suffixed, so it is never read)."""
+    """The objects kpt would apply from the package's files, with the values kpt sends: every
+    document of the files kpt reads (`components.files`), read with kpt's YAML rules
+    (`components.kptyaml`), but Kptfiles, the ResourceGroup and objects annotated
+    `config.kubernetes.io/local-config`. Raises ValueError naming the file when one cannot be
+    read as kpt reads it."""
+    read = read_package_files(package.directory)
+    if read.problems:
+        raise ValueError("; ".join(read.problems))
     objects = []
-    for path in sorted(package.directory.rglob("*")):
-        if not path.is_file() or path.suffix not in (".yaml", ".yml") or ".git" in path.parts:
+    for file in read.files:
+        if file.relative.rpartition("/")[2] == "Kptfile":
             continue
-        for document in yaml.load_all(path.read_text(), Loader=_Loader):
+        try:
+            documents = load_documents(file.content)
+        except (yaml.YAMLError, ValueError) as error:
+            raise ValueError(f"{file.relative}: {error}".replace("\n", " ")) from None
+        for document in documents:
             if not isinstance(document, dict) or document.get("kind") == "ResourceGroup":
                 continue
             annotations = (document.get("metadata") or {}).get("annotations") or {}
@@ -449,7 +459,7 @@ def diff_package(
     try:
         objects = package_objects(package)
         keys = {ObjectKey.of(o): str(o.get("apiVersion")) for o in objects}
-    except (OSError, yaml.YAMLError, PruneInputError) as error:
+    except (OSError, ValueError) as error:  # PruneInputError is a ValueError
         result.error = f"cannot read the package's files: {error}"
         return result
     inventory, result.error, result.details = _read_inventory(package, cluster, deadline)
