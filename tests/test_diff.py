@@ -822,3 +822,147 @@ def test_prune_plan_from_an_inventory() -> None:
 def test_a_malformed_inventory_is_named() -> None:
     with pytest.raises(PruneInputError, match=r"spec\.resources holds an entry without kind"):
         inventory_objects({"spec": {"resources": [{"name": "x"}]}})
+
+
+# --- every way a kubectl diff can end ----------------------------------------------------------
+
+_CM = ObjectKey("", "ConfigMap", "headscale", "config")
+_SENT = {_CM: "v1"}
+_HEADERS = (
+    "--- /tmp/LIVE-1/v1.ConfigMap.headscale.config\n"
+    "+++ /tmp/MERGED-2/v1.ConfigMap.headscale.config\n"
+)
+
+
+def test_a_hunk_header_without_counts_holds_one_line_each() -> None:
+    text = f"{_HEADERS}@@ -3 +3 @@\n-  a: b\n+  a: c\n"
+    (change,) = diff.parse_unified_diff(text, _SENT)
+    assert (change.key, change.created) == (_CM, False)
+    assert change.lines == ("@@ -3 +3 @@", "-  a: b", "+  a: c")
+    # a count of one read as zero would leave the second line outside the hunk
+    with pytest.raises(diff.MalformedDiffError):
+        diff.parse_unified_diff(f"{_HEADERS}@@ -3 +3 @@\n-  a: b\n", _SENT)
+
+
+def test_a_new_object_is_a_create_only_with_its_whole_hunk() -> None:
+    whole = f"{_HEADERS}@@ -0,0 +1,2 @@\n+kind: ConfigMap\n+x: y\n"
+    assert [c.created for c in diff.parse_unified_diff(whole, _SENT)] == [True]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (_HEADERS, "stops after its headers"),
+        (f"{_HEADERS}@@ -0,0 +1,3 @@\n+kind: ConfigMap\n", "cut short inside a hunk"),
+        (f"{_HEADERS}@@ -1,2 +1,2 @@\n-a\n", "cut short inside a hunk"),
+        (_HEADERS.splitlines()[0] + "\n", "is not part of a diff"),
+        ("error: something\n", "is not part of a diff"),
+        (_HEADERS.replace("headscale.config", "headscale.other"), "no object that was sent"),
+        (f"{_HEADERS}@@ -1,2 +1,2 @@\n-a\nWARNING: x\n", "cut short"),
+    ],
+)
+def test_output_cut_short_or_not_a_diff_is_never_read_as_changes(text: str, message: str) -> None:
+    with pytest.raises(diff.MalformedDiffError, match=message):
+        diff.parse_unified_diff(text, _SENT)
+
+
+def _kubectl_diff_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """A kubectl whose `diff` runs `script` (sh), every other call the fake cluster's."""
+    wrapper = tmp_path / "liar" / "kubectl"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do [ "$a" = diff ] && {\n'
+        "cat >/dev/null\n"
+        f"{script}\n"
+        "}; done\n"
+        f'exec {shlex.quote(str(FAKEBIN / "kubectl"))} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+
+
+@pytest.mark.parametrize(
+    ("script", "verdict"),
+    [
+        # output cut short after the headers, exit 1: not "to create"
+        (
+            "printf -- '--- /tmp/L/apps.v1.Deployment.headscale.headscale\\n"
+            "+++ /tmp/M/apps.v1.Deployment.headscale.headscale\\n'; exit 1",
+            "ERROR: kubectl diff printed an unreadable diff: the diff of "
+            "Deployment/headscale/headscale stops after its headers (cut short)",
+        ),
+        # a diff, yet exit 0
+        (
+            "printf -- '--- /tmp/L/v1.Namespace..headscale\\n+++ /tmp/M/v1.Namespace..headscale\\n"
+            "@@ -1 +1 @@\\n-a\\n+b\\n'; exit 0",
+            "ERROR: kubectl diff printed differences but exited 0 (no differences)",
+        ),
+        ("kill -SEGV $$", "ERROR: kubectl diff was killed by signal 11"),
+        ("echo oops >&2; exit 3", "ERROR: kubectl diff failed (exit 3)"),
+        ("exit 1", "ERROR: kubectl diff reported differences but printed no diff"),
+    ],
+)
+def test_every_way_kubectl_diff_ends_is_an_error_never_in_sync(
+    cluster: FakeCluster,
+    catalog: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    script: str,
+    verdict: str,
+) -> None:
+    _kubectl_diff_says(tmp_path, monkeypatch, script)
+
+    code, out = run_diff(catalog, capsys, "--package", "headscale")
+
+    assert code == 2, out
+    assert verdicts(out)["headscale"] == verdict
+    assert out.splitlines()[-1] == "0 of 1 package(s) in sync, 1 failed"
+
+
+def test_a_failed_diff_never_quotes_its_stdout_or_a_secret_value(
+    cluster: FakeCluster,
+    catalog: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    value = "hunter2-very-secret"
+    encoded = base64.b64encode(value.encode()).decode()
+    (catalog / "mesh" / "headscale" / "secret.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: oidc\n  namespace: headscale\n"
+        f"data:\n  client_secret: {encoded}\nstringData:\n  other: plain-s3cret-text\n"
+    )
+    annotation = json.dumps({"data": {"client_secret": encoded}})
+    for script in (
+        # empty stderr, the Secret's last-applied-configuration on stdout
+        f"echo 'last-applied-configuration: {annotation}'; exit 2",
+        # the values on stderr too
+        f"echo 'invalid: {value} {encoded} plain-s3cret-text' >&2; exit 2",
+        f"echo 'invalid: {value}' >&2; kill -KILL $$",
+    ):
+        shutil.rmtree(tmp_path / "liar", ignore_errors=True)
+        _kubectl_diff_says(tmp_path, monkeypatch, script)
+
+        code, out = run_diff(catalog, capsys, "--package", "headscale")
+
+        assert code == 2, out
+        for secret in (value, encoded, "plain-s3cret-text", "last-applied"):
+            assert secret not in out, (script, out)
+
+
+def test_the_bound_holds_when_a_child_leaves_the_process_group(tmp_path: Path) -> None:
+    script = tmp_path / "escapes"
+    # an exec credential plugin can call setsid: its child keeps kubectl's pipes open
+    script.write_text("#!/bin/sh\nsetsid sleep 37 &\necho partial\nexit 0\n")
+    script.chmod(0o755)
+    started = time.monotonic()
+
+    ran = clusterops.run_bounded([str(script)], deadline=started + 2)
+
+    elapsed = time.monotonic() - started
+    assert ran.killed, ran
+    assert ran.stdout == "partial\n"
+    assert elapsed < 2 + clusterops.DRAIN_SECONDS + 1.5, elapsed
+    subprocess.run(["pkill", "-f", "sleep 37"], check=False)

@@ -175,6 +175,30 @@ def _stop(proc: subprocess.Popen[str]) -> None:
     _signal_group(proc.pid, signal.SIGKILL)
 
 
+# After the group is stopped, how long its pipes may take to close. A child that left the group
+# (a kubeconfig exec plugin can call setsid) keeps them open as long as it lives: reading stops
+# here instead, so the run's bound holds.
+DRAIN_SECONDS = 1.0
+
+
+def _drain(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """What the stopped command wrote, read until its pipes close or DRAIN_SECONDS pass."""
+    try:
+        return proc.communicate(timeout=DRAIN_SECONDS)
+    except subprocess.TimeoutExpired as expired:
+        # communicate() hands over what it read so far as bytes, undecoded.
+        def text(data: bytes | str | None) -> str:
+            if isinstance(data, bytes):
+                return data.decode("utf-8", errors="replace")
+            return data or ""
+
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        return text(expired.output), text(expired.stderr)
+
+
 def stop_everything() -> None:
     """Stop every command still running (Ctrl-C on the whole run)."""
     with _groups_lock:
@@ -226,7 +250,7 @@ def run_bounded(
             )
         except subprocess.TimeoutExpired:
             _stop(proc)
-            stdout, stderr = proc.communicate()
+            stdout, stderr = _drain(proc)
             return Ran(proc.returncode, stdout, stderr, killed=True)
         # Whatever the command left running in its group goes with it.
         _signal_group(proc.pid, signal.SIGKILL)

@@ -18,6 +18,8 @@ packages that preview creates or updates (all of them with `--drift`); differenc
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import copy
 import json
 import os
@@ -109,6 +111,8 @@ class PackageDiff:
     """The cluster holds the package's inventory."""
     error: str = ""
     details: list[str] = field(default_factory=list)
+    hidden: frozenset[str] = frozenset()
+    """The values of the package's Secrets: never printed, whatever line quotes them."""
 
     @property
     def differences(self) -> int:
@@ -169,8 +173,9 @@ def _diff_file_name(key: ObjectKey, api_version: str) -> str:
     return f"{group}{version}.{key.kind}.{key.namespace}.{key.name}"
 
 
-def _key_for_file(name: str, objects: Mapping[ObjectKey, str]) -> ObjectKey:
-    """The object a diff section is about, from its file name."""
+def _key_for_file(name: str, objects: Mapping[ObjectKey, str]) -> ObjectKey | None:
+    """The object a diff section is about, from its file name; None when no object sent has
+    that name."""
     for key, api_version in objects.items():
         if _diff_file_name(key, api_version) == name:
             return key
@@ -184,26 +189,38 @@ def _key_for_file(name: str, objects: Mapping[ObjectKey, str]) -> ObjectKey:
         ):
             namespace = name[len(f"{head}.{key.kind}.") : -len(f".{key.name}")]
             return ObjectKey(key.group, key.kind, namespace, key.name)
-    return ObjectKey("", "object", "", name)
+    return None
+
+
+class MalformedDiffError(ValueError):
+    """kubectl diff's output is not a whole unified diff of the objects sent: cut short, or not
+    what `diff -u -N` writes. Nothing can be said of the objects from it."""
 
 
 def parse_unified_diff(text: str, objects: Mapping[ObjectKey, str]) -> list[Change]:
     """The objects of `kubectl diff`'s output (`diff -u -N LIVE MERGED`), each with its hunks; an
     object whose LIVE side is empty (every hunk `@@ -0,0 ...`) is one the apply would create.
-    `objects` maps each object sent to its apiVersion."""
+    `objects` maps each object sent to its apiVersion.
+
+    Every line must belong to a section (`diff -u` headers, then hunks holding exactly the lines
+    their headers count); anything else, a section without hunks or a hunk cut short, raises
+    MalformedDiffError: output cut short must never read as "in sync" or "to create"."""
     changes: list[Change] = []
     lines = text.splitlines()
     index = 0
     while index < len(lines):
         line = lines[index]
-        if not (line.startswith("--- ") and index + 1 < len(lines)):
-            index += 1
+        if line.startswith("diff ") and index + 1 < len(lines) and lines[index + 1][:4] == "--- ":
+            index += 1  # the command line `diff -u -N LIVE/x MERGED/x` that kubectl prints
             continue
+        if not line.startswith("--- ") or index + 1 >= len(lines):
+            raise MalformedDiffError(f"line {index + 1} is not part of a diff: {_cut(line)!r}")
         if not lines[index + 1].startswith("+++ "):
-            index += 1
-            continue
-        target = lines[index + 1][4:].split("\t")[0]
-        key = _key_for_file(Path(target).name, objects)
+            raise MalformedDiffError(f"line {index + 2}: expected the +++ header of {line[4:]!r}")
+        target = Path(lines[index + 1][4:].split("\t")[0]).name
+        key = _key_for_file(target, objects)
+        if key is None:
+            raise MalformedDiffError(f"line {index + 2}: {target!r} is no object that was sent")
         index += 2
         body: list[str] = []
         created = True
@@ -213,16 +230,27 @@ def parse_unified_diff(text: str, objects: Mapping[ObjectKey, str]) -> list[Chan
             created = created and old_count == 0
             body.append(lines[index])
             index += 1
-            while (old_count > 0 or new_count > 0) and index < len(lines):
+            while old_count > 0 or new_count > 0:
+                if index >= len(lines):
+                    raise MalformedDiffError(f"the diff of {key} is cut short inside a hunk")
                 hunk_line = lines[index]
                 index += 1
-                if hunk_line.startswith("\\"):
+                if hunk_line.startswith("\\"):  # "\ No newline at end of file"
                     continue
+                if not hunk_line.startswith((" ", "-", "+")) and hunk_line != "":
+                    raise MalformedDiffError(
+                        f"line {index}: the diff of {key} is cut short (its hunk expected "
+                        f"{old_count + new_count} more line(s))"
+                    )
                 body.append(hunk_line)
                 if not hunk_line.startswith("+"):
                     old_count -= 1
                 if not hunk_line.startswith("-"):
                     new_count -= 1
+            while index < len(lines) and lines[index].startswith("\\"):
+                index += 1
+        if not body:
+            raise MalformedDiffError(f"the diff of {key} stops after its headers (cut short)")
         changes.append(Change(key, created, tuple(body)))
     return changes
 
@@ -459,6 +487,7 @@ def diff_package(
     try:
         objects = package_objects(package)
         keys = {ObjectKey.of(o): str(o.get("apiVersion")) for o in objects}
+        result.hidden = secret_values(objects)
     except (OSError, ValueError) as error:  # PruneInputError is a ValueError
         result.error = f"cannot read the package's files: {error}"
         return result
@@ -484,20 +513,31 @@ def diff_package(
     if ran.killed:
         result.error = "killed"
         return result
+    # Only stderr is quoted on a failure: stdout is the diff, whose lines can hold a Secret's
+    # values (a last-applied-configuration annotation is never masked).
     if ran.returncode < 0:
         # Python's code for a death by signal (the OOM killer, a segfault): its output is
         # whatever it printed before, so nothing can be said of the cluster.
         result.error = f"kubectl diff was killed by signal {-ran.returncode}"
-        result.details = ran.last_lines()
+        result.details = _stderr_lines(ran)
         return result
     if ran.returncode > 1:
         result.error = f"kubectl diff failed (exit {ran.returncode})"
-        result.details = ran.last_lines()
+        result.details = _stderr_lines(ran)
         return result
-    result.changes = parse_unified_diff(ran.stdout, keys)
+    try:
+        result.changes = parse_unified_diff(ran.stdout, keys)
+    except MalformedDiffError as error:
+        result.error = f"kubectl diff printed an unreadable diff: {error}"
+        result.details = _stderr_lines(ran)
+        return result
     if ran.returncode == 1 and not result.changes:
         result.error = "kubectl diff reported differences but printed no diff"
-        result.details = ran.last_lines()
+        result.details = _stderr_lines(ran)
+        return result
+    if ran.returncode == 0 and result.changes:
+        result.error = "kubectl diff printed differences but exited 0 (no differences)"
+        result.changes = []
         return result
     if inventory:
         candidates = prune_candidates(inventory, keys)
@@ -507,12 +547,54 @@ def diff_package(
     return result
 
 
+# Shorter values would hide common words; a Secret value this short is no credential.
+_SHORTEST_HIDDEN = 4
+
+
+def secret_values(objects: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """Every value of the Secrets among `objects`, as written (`data` base64, `stringData`
+    text) and decoded, for `hide` to blank out of any line."""
+    values: set[str] = set()
+    for obj in objects:
+        if obj.get("kind") != "Secret" or obj.get("apiVersion") != "v1":
+            continue
+        for field_name in ("data", "stringData"):
+            entries = obj.get(field_name)
+            if not isinstance(entries, Mapping):
+                continue
+            for value in entries.values():
+                text = str(value)
+                values.add(text)
+                if field_name == "data":
+                    with contextlib.suppress(ValueError):
+                        values.add(base64.b64decode(text, validate=True).decode("utf-8"))
+    return frozenset(v for v in values if len(v.strip()) >= _SHORTEST_HIDDEN)
+
+
+def hide(line: str, hidden: Iterable[str]) -> str:
+    """`line` with every value of `hidden` replaced by `***`, longest first."""
+    for value in sorted(hidden, key=len, reverse=True):
+        line = line.replace(value, "***")
+    return line
+
+
+def _stderr_lines(ran: clusterops.Ran, count: int = 6) -> list[str]:
+    """The last lines of stderr alone, or a line saying it was empty."""
+    lines = [line for line in ran.stderr.splitlines() if line.strip()][-count:]
+    return lines or ["(kubectl wrote nothing to stderr)"]
+
+
 def _cut(line: str) -> str:
     return line if len(line) <= _LONGEST_LINE else f"{line[:_LONGEST_LINE]}... (line cut)"
 
 
 def render(name: str, result: PackageDiff, bound: str) -> list[str]:
-    """The package's lines: a verdict, then one entry per object."""
+    """The package's lines: a verdict, then one entry per object; no value of the package's
+    Secrets in any of them."""
+    return [hide(line, result.hidden) for line in _render(name, result, bound)]
+
+
+def _render(name: str, result: PackageDiff, bound: str) -> list[str]:
     if result.error == "killed":
         return [f"{name:<16} NOT CHECKED (stopped at {bound})"]
     if result.error:
