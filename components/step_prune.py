@@ -19,15 +19,18 @@ InventoryPolicyPruneFilter of the default `strict` policy).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
+    "CLUSTER_SCOPED",
     "KEEP_ANNOTATIONS",
     "OWNING_INVENTORY_ANNOTATION",
     "ObjectKey",
     "PruneInputError",
     "PrunePlan",
+    "entry_problem",
     "inventory_objects",
     "kept_because",
     "plan_prune",
@@ -40,6 +43,69 @@ KEEP_ANNOTATIONS = {
     "client.lifecycle.config.k8s.io/deletion": "detach",
 }
 OWNING_INVENTORY_ANNOTATION = "config.k8s.io/owning-inventory"
+
+
+# What Kubernetes allows in an inventory entry (apimachinery pkg/util/validation): a group is a
+# DNS subdomain, a namespace a DNS label; a kind is an identifier; a name is at most 253
+# characters without `/` or `%` and is not `.` or `..` (path-segment names; most kinds want a DNS
+# subdomain, RBAC kinds allow `:`). Anything else is a hand edit that would reach kubectl as a
+# flag or a path.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
+_KIND = re.compile(r"[A-Za-z][A-Za-z0-9]{0,62}")
+# Built-in kinds that have no namespace, by API group (kubectl api-resources --namespaced=false).
+CLUSTER_SCOPED = frozenset(
+    {
+        ("", "Namespace"),
+        ("", "Node"),
+        ("", "PersistentVolume"),
+        ("apiextensions.k8s.io", "CustomResourceDefinition"),
+        ("apiregistration.k8s.io", "APIService"),
+        ("rbac.authorization.k8s.io", "ClusterRole"),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+        ("storage.k8s.io", "StorageClass"),
+        ("storage.k8s.io", "CSIDriver"),
+        ("storage.k8s.io", "VolumeAttachment"),
+        ("scheduling.k8s.io", "PriorityClass"),
+        ("node.k8s.io", "RuntimeClass"),
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"),
+        ("networking.k8s.io", "IngressClass"),
+        ("certificates.k8s.io", "CertificateSigningRequest"),
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
+    }
+)
+
+
+def entry_problem(key: ObjectKey, cluster_scoped: Iterable[tuple[str, str]] = ()) -> str:
+    """What is wrong with an inventory entry, as Kubernetes would see it; "" when nothing.
+    `cluster_scoped` adds (group, kind) pairs known to have no namespace (a package's CRDs)."""
+    if not _KIND.fullmatch(key.kind):
+        return f"kind {key.kind!r} is not a Kubernetes kind (letters and digits)"
+    if key.group and not _DNS_SUBDOMAIN.fullmatch(key.group):
+        return f"group {key.group!r} is not an API group (a lower-case DNS name)"
+    if key.namespace and not _DNS_LABEL.fullmatch(key.namespace):
+        return f"namespace {key.namespace!r} is not a namespace name (a lower-case DNS label)"
+    if (
+        len(key.name) > 253
+        or key.name in (".", "..")
+        or any(c in key.name for c in "/%")
+        or not key.name.isprintable()
+        or key.name.strip() != key.name
+    ):
+        return f"name {key.name!r} is not an object name"
+    scoped = (key.group, key.kind) in CLUSTER_SCOPED or (key.group, key.kind) in set(cluster_scoped)
+    if scoped and key.namespace:
+        return (
+            f"a {key.kind} has no namespace, yet this entry names namespace {key.namespace!r}: "
+            "kpt cannot find it there"
+        )
+    return ""
 
 
 class PruneInputError(ValueError):
@@ -83,8 +149,12 @@ class ObjectKey:
         return f"{kind}.{self.group}/{self.name}" if self.group else f"{kind}/{self.name}"
 
 
-def inventory_objects(resource_group: Mapping[str, object]) -> list[ObjectKey]:
-    """The objects a ResourceGroup's `spec.resources` lists (its `kubectl get -o json` form)."""
+def inventory_objects(
+    resource_group: Mapping[str, object], cluster_scoped: Iterable[tuple[str, str]] = ()
+) -> list[ObjectKey]:
+    """The objects a ResourceGroup's `spec.resources` lists (its `kubectl get -o json` form),
+    each checked as Kubernetes allows it (`entry_problem`; `cluster_scoped` as there)."""
+    scoped = frozenset(cluster_scoped)
     spec = resource_group.get("spec") or {}
     if not isinstance(spec, Mapping):
         raise PruneInputError("the ResourceGroup's spec is not an object")
@@ -105,14 +175,16 @@ def inventory_objects(resource_group: Mapping[str, object]) -> list[ObjectKey]:
                     )
         if not isinstance(entry, Mapping) or not entry.get("kind") or not entry.get("name"):
             raise PruneInputError(f"spec.resources holds an entry without kind or name: {entry!r}")
-        keys.append(
-            ObjectKey(
-                str(entry.get("group") or ""),
-                str(entry["kind"]),
-                str(entry.get("namespace") or ""),
-                str(entry["name"]),
-            )
+        key = ObjectKey(
+            str(entry.get("group") or ""),
+            str(entry["kind"]),
+            str(entry.get("namespace") or ""),
+            str(entry["name"]),
         )
+        problem = entry_problem(key, scoped)
+        if problem:
+            raise PruneInputError(f"spec.resources[{len(keys)}]: {problem}")
+        keys.append(key)
     return keys
 
 

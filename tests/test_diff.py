@@ -966,3 +966,63 @@ def test_the_bound_holds_when_a_child_leaves_the_process_group(tmp_path: Path) -
     assert ran.stdout == "partial\n"
     assert elapsed < 2 + clusterops.DRAIN_SECONDS + 1.5, elapsed
     subprocess.run(["pkill", "-f", "sleep 37"], check=False)
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        (
+            {"kind": "--context=evil", "name": "x"},
+            "kind '--context=evil' is not a Kubernetes kind (letters and digits)",
+        ),
+        (
+            {"group": "Apps", "kind": "Deployment", "namespace": "a", "name": "x"},
+            "group 'Apps' is not an API group (a lower-case DNS name)",
+        ),
+        (
+            {"kind": "ConfigMap", "namespace": "-n", "name": "x"},
+            "namespace '-n' is not a namespace name (a lower-case DNS label)",
+        ),
+        ({"kind": "ConfigMap", "namespace": "a", "name": "../x"}, "name '../x' is not an"),
+        (
+            {"kind": "Namespace", "namespace": "default", "name": "x"},
+            "a Namespace has no namespace, yet this entry names namespace 'default'",
+        ),
+    ],
+)
+def test_an_inventory_entry_kubernetes_would_not_allow_is_reported_before_kubectl_sees_it(
+    cluster: FakeCluster,
+    catalog: Path,
+    capsys: pytest.CaptureFixture[str],
+    entry: dict[str, str],
+    problem: str,
+) -> None:
+    group = cluster.find("ResourceGroup", "cilium")
+    group["spec"]["resources"].append(entry)
+    cluster.save()
+
+    code, out = run_diff(catalog, capsys, "--package", "cilium")
+
+    assert code == 2, out
+    assert verdicts(out)["cilium"].startswith(
+        "ERROR: the ResourceGroup kube-system/cilium: spec.resources[5]: "
+    ), out
+    assert problem in out
+    assert not any("--context=evil" in " ".join(argv) for argv in cluster.argvs())
+
+
+def test_an_entry_of_the_packages_own_cluster_scoped_kind_with_a_namespace_is_reported(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    group = cluster.find("ResourceGroup", "envoy-gateway")
+    entry = {"group": "gateway.networking.k8s.io", "kind": "GatewayClass", "name": "eg"}
+    group["spec"]["resources"].append({**entry, "namespace": "envoy-gateway-system"})
+    cluster.save()
+
+    code, out = run_diff(catalog, capsys, "--package", "envoy-gateway")
+
+    assert code == 2, out
+    assert (
+        "a GatewayClass has no namespace, yet this entry names namespace "
+        "'envoy-gateway-system': kpt cannot find it there"
+    ) in verdicts(out)["envoy-gateway"]

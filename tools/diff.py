@@ -288,8 +288,23 @@ def _kubectl_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "KUBECTL_EXTERNAL_DIFF"}
 
 
+def _cluster_scoped_kinds(objects: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    """The (group, kind) of every CRD among `objects` whose objects have no namespace."""
+    scoped = set()
+    for obj in objects:
+        spec = obj.get("spec")
+        if obj.get("kind") == "CustomResourceDefinition" and isinstance(spec, Mapping):
+            names = spec.get("names")
+            if spec.get("scope") == "Cluster" and isinstance(names, Mapping):
+                scoped.add((str(spec.get("group", "")), str(names.get("kind", ""))))
+    return scoped
+
+
 def _read_inventory(
-    package: LoadedPackage, cluster: clusterops.Cluster, deadline: float
+    package: LoadedPackage,
+    cluster: clusterops.Cluster,
+    deadline: float,
+    cluster_scoped: Iterable[tuple[str, str]] = (),
 ) -> tuple[list[ObjectKey] | None, str, list[str]]:
     """(the inventory's objects, or None when the cluster has none yet; error; its details)."""
     inventory = package.inventory
@@ -315,7 +330,7 @@ def _read_inventory(
         return None, "kubectl get resourcegroups.kpt.dev failed", ran.last_lines()
     try:
         document = json.loads(ran.stdout)
-        return inventory_objects(document), "", []
+        return inventory_objects(document, cluster_scoped), "", []
     except (ValueError, PruneInputError) as error:
         return None, f"the ResourceGroup {inventory.namespace}/{inventory.name}: {error}", []
 
@@ -491,7 +506,9 @@ def diff_package(
     except (OSError, ValueError) as error:  # PruneInputError is a ValueError
         result.error = f"cannot read the package's files: {error}"
         return result
-    inventory, result.error, result.details = _read_inventory(package, cluster, deadline)
+    inventory, result.error, result.details = _read_inventory(
+        package, cluster, deadline, _cluster_scoped_kinds(objects)
+    )
     if result.error:
         return result
     result.deployed = inventory is not None
