@@ -20,21 +20,30 @@ InventoryPolicyPruneFilter of the default `strict` policy).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 __all__ = [
     "CLUSTER_SCOPED",
+    "DEPENDS_ON_ANNOTATION",
+    "GUARDED",
+    "GUARDED_KINDS",
+    "KEEP_ANNOTATION",
     "KEEP_ANNOTATIONS",
     "OWNING_INVENTORY_ANNOTATION",
     "ObjectKey",
     "PruneInputError",
     "PrunePlan",
+    "allowed_entry",
+    "blocked_because",
+    "depends_on",
     "entry_problem",
     "inventory_objects",
     "kept_because",
     "plan_prune",
     "prune_candidates",
+    "refused_by_guard",
 ]
 
 # Annotation -> the value that makes kpt keep the object when it leaves the package.
@@ -161,7 +170,7 @@ def inventory_objects(
     entries = spec.get("resources") or []
     if not isinstance(entries, list):
         raise PruneInputError("the ResourceGroup's spec.resources is not a list")
-    keys = []
+    keys: list[ObjectKey] = []
     for entry in entries:
         if isinstance(entry, Mapping):
             # The ResourceGroup CRD declares these strings; anything else would be turned into
@@ -206,13 +215,60 @@ def prune_candidates(
     )
 
 
+DEPENDS_ON_ANNOTATION = "config.kubernetes.io/depends-on"
+KEEP_ANNOTATION = "cli-utils.sigs.k8s.io/on-remove: keep"
+# The prune guard: kinds whose prune takes more than the object (every custom resource of a CRD,
+# everything in a Namespace, a PVC's data), by API group: a custom kind called Namespace is none.
+GUARDED = frozenset(
+    {
+        ("apiextensions.k8s.io", "CustomResourceDefinition"),
+        ("", "Namespace"),
+        ("", "PersistentVolumeClaim"),
+    }
+)
+GUARDED_KINDS = ("CustomResourceDefinition", "Namespace", "PersistentVolumeClaim")
+
+
+class Named(Protocol):
+    """Anything naming an object as kpt does (ObjectKey here, the step's ObjectRef)."""
+
+    @property
+    def group(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+def allowed_entry(obj: Named) -> str:
+    """The exact allowPrune entry that allows pruning `obj`: `Kind/name`, `Kind/ns/name`."""
+    where = f"{obj.namespace}/" if obj.namespace else ""
+    return f"{obj.kind}/{where}{obj.name}"
+
+
+def _allows(entry: str, obj: Named) -> bool:
+    parts = entry.split("/")
+    if parts[0] != obj.kind:
+        return False
+    if len(parts) == 2:
+        return not obj.namespace and obj.name == parts[1]
+    if len(parts) == 3:
+        return obj.namespace == parts[1] and obj.name == parts[2]
+    return True
+
+
+def refused_by_guard(obj: Named, allowed: Iterable[str]) -> bool:
+    """Whether the prune guard refuses to let kpt prune `obj`: a guarded kind that no
+    allowPrune entry names (`Kind`, `Kind/name` or `Kind/namespace/name`)."""
+    return (obj.group, obj.kind) in GUARDED and not any(_allows(e, obj) for e in allowed)
+
+
 def kept_because(live: Mapping[str, object], inventory_id: str) -> str:
-    """Why kpt would leave this live object in place although it left the files; empty when kpt
-    would delete it."""
-    metadata = live.get("metadata")
-    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
-    if not isinstance(annotations, Mapping):
-        return ""
+    """Why kpt would leave this live object in place although it left the files, by its
+    annotations alone: kept on purpose, or another inventory's; empty when neither."""
+    annotations = _annotations(live)
     for annotation, value in KEEP_ANNOTATIONS.items():
         if annotations.get(annotation) == value:
             return f"annotated {annotation}: {value}"
@@ -222,6 +278,64 @@ def kept_because(live: Mapping[str, object], inventory_id: str) -> str:
     return ""
 
 
+def _annotations(obj: Mapping[str, object]) -> Mapping[str, object]:
+    metadata = obj.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    return annotations if isinstance(annotations, Mapping) else {}
+
+
+def depends_on(obj: Mapping[str, object]) -> list[ObjectKey]:
+    """The objects `obj`'s `config.kubernetes.io/depends-on` names: `group/namespaces/ns/Kind/
+    name` or `group/Kind/name` (cluster-scoped), comma-separated; the core group is empty.
+    Entries of another shape are left out (kpt refuses the package then: its own error)."""
+    text = _annotations(obj).get(DEPENDS_ON_ANNOTATION)
+    found = []
+    for entry in str(text or "").split(","):
+        parts = entry.strip().split("/")
+        if len(parts) == 5 and parts[1] == "namespaces":
+            found.append(ObjectKey(parts[0], parts[3], parts[2], parts[4]))
+        elif len(parts) == 3:
+            found.append(ObjectKey(parts[0], parts[1], "", parts[2]))
+    return found
+
+
+def blocked_because(
+    key: ObjectKey,
+    live: Mapping[str, object],
+    package_objects: Iterable[Mapping[str, object]],
+    inventory_namespace: str,
+) -> str:
+    """Why kpt would skip pruning `key` (whose live object is `live`) for a reason that fails
+    the apply (cli-utils v0.36, pkg/apply/filter: LocalNamespacesFilter, then DependencyFilter,
+    whose graph holds depends-on edges and the implicit ones from a CRD to its objects);
+    empty when none."""
+    objects = list(package_objects)
+    if key.group == "" and key.kind == "Namespace":
+        if key.name == inventory_namespace:
+            return "namespace still in use by the package's inventory"
+        if any(ObjectKey.of(o).namespace == key.name for o in objects):
+            return "namespace still in use by objects of the package"
+    served = _crd_kind(live) if key.kind == "CustomResourceDefinition" else None
+    for obj in objects:
+        if key in depends_on(obj):
+            return f"{ObjectKey.of(obj)} depends on it ({DEPENDS_ON_ANNOTATION})"
+        if served is not None and served == (
+            str(obj.get("apiVersion", "")).rpartition("/")[0],
+            obj.get("kind"),
+        ):
+            return f"{ObjectKey.of(obj)} is of its kind and stays in the package"
+    return ""
+
+
+def _crd_kind(crd: Mapping[str, object]) -> tuple[str, str] | None:
+    """The (group, kind) a live CRD serves."""
+    spec = crd.get("spec")
+    names = spec.get("names") if isinstance(spec, Mapping) else None
+    if not isinstance(spec, Mapping) or not isinstance(names, Mapping):
+        return None
+    return str(spec.get("group", "")), str(names.get("kind", ""))
+
+
 @dataclass
 class PrunePlan:
     """What a `kpt live apply` of the package would do to objects that left its files."""
@@ -229,28 +343,59 @@ class PrunePlan:
     prune: list[ObjectKey] = field(default_factory=list)
     """Deleted by the apply."""
     kept: list[tuple[ObjectKey, str]] = field(default_factory=list)
-    """Left in place, each with the reason."""
+    """Left in place on purpose (annotated), each with the reason."""
+    blocked: list[tuple[ObjectKey, str]] = field(default_factory=list)
+    """Skipped by kpt for a reason that makes `make up` stop before the apply (the prune
+    check's "prune blocked"), each with the reason."""
+    refused: list[tuple[ObjectKey, str]] = field(default_factory=list)
+    """Pruned by kpt, but refused by the prune guard: each with the allowPrune entry that
+    would let it go."""
     gone: list[ObjectKey] = field(default_factory=list)
     """Listed in the inventory but no longer in the cluster: only dropped from the inventory."""
 
 
 def plan_prune(
     inventory: Iterable[ObjectKey],
-    package_objects: Iterable[ObjectKey],
+    package_objects: Iterable[Mapping[str, object]],
     live: Mapping[ObjectKey, Mapping[str, object]],
     inventory_id: str,
+    *,
+    inventory_namespace: str = "",
+    adopt: bool = False,
+    allowed: Sequence[str] = (),
 ) -> PrunePlan:
-    """Sort the prune candidates by what kpt would do with each, given the live objects found
-    (`live` holds only those that exist)."""
+    """Sort the prune candidates by what `make up` would do with each, given the live objects
+    found (`live` holds only those that exist): kpt's prune filters in kpt's order
+    (PreventRemove, InventoryPolicy, LocalNamespaces, Dependency), then the prune guard."""
+    objects = list(package_objects)
     plan = PrunePlan()
-    for key in prune_candidates(inventory, package_objects):
+    for key in prune_candidates(inventory, (ObjectKey.of(o) for o in objects)):
         found = live.get(key)
         if found is None:
             plan.gone.append(key)
             continue
         reason = kept_because(found, inventory_id)
-        if reason:
+        if reason.startswith("annotated"):
             plan.kept.append((key, reason))
+            continue
+        owner = _annotations(found).get(OWNING_INVENTORY_ANNOTATION)
+        if reason:
+            plan.blocked.append((key, f"{reason}: kpt never prunes another package's object"))
+            continue
+        if not owner and not adopt:
+            plan.blocked.append(
+                (
+                    key,
+                    f"it has no {OWNING_INVENTORY_ANNOTATION} annotation, and kpt's strict "
+                    "policy prunes only its own objects",
+                )
+            )
+            continue
+        reason = blocked_because(key, found, objects, inventory_namespace)
+        if reason:
+            plan.blocked.append((key, reason))
+        elif refused_by_guard(key, allowed):
+            plan.refused.append((key, allowed_entry(key)))
         else:
             plan.prune.append(key)
     return plan

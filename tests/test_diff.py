@@ -787,36 +787,101 @@ def test_prune_plan_from_an_inventory() -> None:
         }
     }
     inventory = inventory_objects(resource_group)
-    package = [ObjectKey("", "ConfigMap", "", "still")]  # written without a namespace
+    mine = {"metadata": {"annotations": {"config.k8s.io/owning-inventory": "mine"}}}
+    # written without a namespace; depends on the Service it keeps
+    package: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "still",
+                "annotations": {"config.kubernetes.io/depends-on": "/namespaces/x/Service/held"},
+            },
+        }
+    ]
     live: dict[ObjectKey, dict[str, Any]] = {
         ObjectKey(
             "apiextensions.k8s.io", "CustomResourceDefinition", "", "connectors.tailscale.com"
-        ): {},
-        ObjectKey("", "Namespace", "", "old"): {"metadata": {"annotations": {}}},
+        ): mine,
+        ObjectKey("", "Namespace", "", "old"): mine,
         ObjectKey("apps", "Deployment", "x", "kept"): {
             "metadata": {"annotations": {"client.lifecycle.config.k8s.io/deletion": "detach"}}
         },
         ObjectKey("", "Service", "x", "theirs"): {
             "metadata": {"annotations": {"config.k8s.io/owning-inventory": "other"}}
         },
+        ObjectKey("", "Service", "x", "held"): mine,
+        ObjectKey("", "Service", "x", "unowned"): {"metadata": {}},
+        ObjectKey("", "Service", "x", "pruned"): mine,
     }
+    inventory += [ObjectKey("", "Service", "x", n) for n in ("held", "unowned", "pruned")]
 
-    plan = plan_prune(inventory, package, live, "mine")
+    plan = plan_prune(inventory, package, live, "mine", allowed=["Namespace/old"])
 
-    assert [str(k) for k in plan.prune] == [
-        "Namespace/old",
-        "CustomResourceDefinition/connectors.tailscale.com",
+    assert [str(k) for k in plan.prune] == ["Namespace/old", "Service/x/pruned"]
+    assert [(str(k), e) for k, e in plan.refused] == [
+        (
+            "CustomResourceDefinition/connectors.tailscale.com",
+            "CustomResourceDefinition/connectors.tailscale.com",
+        )
     ]
     assert [(str(k), r) for k, r in plan.kept] == [
-        ("Service/x/theirs", "owned by another inventory (config.k8s.io/owning-inventory: other)"),
         ("Deployment/x/kept", "annotated client.lifecycle.config.k8s.io/deletion: detach"),
     ]
+    assert [(str(k), r) for k, r in plan.blocked] == [
+        ("Service/x/held", "ConfigMap/still depends on it (config.kubernetes.io/depends-on)"),
+        (
+            "Service/x/theirs",
+            "owned by another inventory (config.k8s.io/owning-inventory: other): kpt never "
+            "prunes another package's object",
+        ),
+        (
+            "Service/x/unowned",
+            "it has no config.k8s.io/owning-inventory annotation, and kpt's strict policy "
+            "prunes only its own objects",
+        ),
+    ]
     assert [str(k) for k in plan.gone] == ["ConfigMap/x/gone"]
+    # adopt prunes an object no inventory owns, never another's
+    adopted = plan_prune(inventory, package, live, "mine", adopt=True, allowed=["Namespace"])
+    assert "Service/x/unowned" in [str(k) for k in adopted.prune]
+    assert "Service/x/theirs" in [str(k) for k, _ in adopted.blocked]
     assert prune_candidates(inventory, inventory) == []
     assert (
         kept_because({"metadata": {"annotations": {"cli-utils.sigs.k8s.io/on-remove": "Keep"}}}, "")
         == ""
     )
+
+
+def test_a_namespace_or_crd_still_in_use_is_blocked_not_pruned() -> None:
+    namespace = ObjectKey("", "Namespace", "", "apps")
+    inventory_ns = ObjectKey("", "Namespace", "", "inv")
+    crd = ObjectKey("apiextensions.k8s.io", "CustomResourceDefinition", "", "widgets.example.com")
+    mine: dict[str, Any] = {"metadata": {"annotations": {"config.k8s.io/owning-inventory": "mine"}}}
+    live: dict[ObjectKey, dict[str, Any]] = {
+        namespace: mine,
+        inventory_ns: mine,
+        crd: {**mine, "spec": {"group": "example.com", "names": {"kind": "Widget"}}},
+    }
+    package: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "apps"}},
+        {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
+    ]
+
+    plan = plan_prune(
+        [namespace, inventory_ns, crd], package, live, "mine", inventory_namespace="inv"
+    )
+
+    assert [(str(k), r) for k, r in plan.blocked] == [
+        ("Namespace/apps", "namespace still in use by objects of the package"),
+        ("Namespace/inv", "namespace still in use by the package's inventory"),
+        (
+            "CustomResourceDefinition/widgets.example.com",
+            "Widget/w is of its kind and stays in the package",
+        ),
+    ]
+    assert plan.prune == []
+    assert plan.refused == []
 
 
 def test_a_malformed_inventory_is_named() -> None:
@@ -1026,3 +1091,45 @@ def test_an_entry_of_the_packages_own_cluster_scoped_kind_with_a_namespace_is_re
         "a GatewayClass has no namespace, yet this entry names namespace "
         "'envoy-gateway-system': kpt cannot find it there"
     ) in verdicts(out)["envoy-gateway"]
+
+
+def test_prunes_make_up_would_stop_on_are_said_with_the_fix(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # headscale's Namespace dropped from its files while its objects stay: kpt skips the prune
+    namespace_file = next(
+        p
+        for p in (catalog / "mesh" / "headscale").glob("*.yaml")
+        if "kind: Namespace\n" in p.read_text()
+    )
+    namespace_file.write_text(_without_kind(namespace_file, "Namespace"))
+    # a PVC the package applied once, dropped from its files: the prune guard refuses it
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": "data",
+            "namespace": "headscale",
+            "annotations": {"config.k8s.io/owning-inventory": "kpt-catalog-headscale"},
+        },
+    }
+    cluster.objects.append(claim)
+    group = cluster.find("ResourceGroup", "headscale")
+    group["spec"]["resources"].append(
+        {"group": "", "kind": "PersistentVolumeClaim", "namespace": "headscale", "name": "data"}
+    )
+    cluster.save()
+
+    code, out = run_diff(catalog, capsys, "--package", "headscale")
+
+    assert code == 1, out
+    assert verdicts(out)["headscale"] == "2 prune(s) make up will stop on"
+    assert (
+        "  ! PersistentVolumeClaim/headscale/data (left the files; make up refuses to prune it: "
+        "add 'PersistentVolumeClaim/headscale/data' to allowPrune of package headscale to let "
+        "it go)"
+    ) in out.splitlines()
+    assert (
+        "  ! Namespace/headscale (left the files; kpt will not prune it, make up stops: "
+        "namespace still in use by the package's inventory)"
+    ) in out.splitlines()

@@ -116,7 +116,14 @@ class PackageDiff:
 
     @property
     def differences(self) -> int:
-        return len(self.changes) + len(self.deferred) + len(self.prune.prune)
+        prune = self.prune
+        return (
+            len(self.changes)
+            + len(self.deferred)
+            + len(prune.prune)
+            + len(prune.blocked)
+            + len(prune.refused)
+        )
 
 
 def package_objects(package: LoadedPackage) -> list[dict[str, Any]]:
@@ -560,7 +567,15 @@ def diff_package(
         candidates = prune_candidates(inventory, keys)
         live, result.error, result.details = _live_objects(candidates, cluster, deadline)
         if not result.error:
-            result.prune = plan_prune(inventory, keys, live, package.inventory.inventory_id)
+            result.prune = plan_prune(
+                inventory,
+                objects,
+                live,
+                package.inventory.inventory_id,
+                inventory_namespace=package.inventory.namespace,
+                adopt=package.spec.adopt,
+                allowed=package.spec.allow_prune,
+            )
     return result
 
 
@@ -627,6 +642,9 @@ def _render(name: str, result: PackageDiff, bound: str) -> list[str]:
         )
         if count
     ]
+    stops = len(result.prune.blocked) + len(result.prune.refused)
+    if stops:
+        counts.append(f"{stops} prune(s) make up will stop on")
     verdict = ", ".join(counts) if counts else "in sync"
     if not result.deployed:
         verdict = f"not deployed yet: {verdict}"
@@ -644,6 +662,15 @@ def _render(name: str, result: PackageDiff, bound: str) -> list[str]:
         lines.append(f"  + {key} ({reason})")
     for key in result.prune.prune:
         lines.append(f"  - {key} (pruned: in the cluster's inventory, no longer in the files)")
+    for key, entry in result.prune.refused:
+        lines.append(
+            f"  ! {key} (left the files; make up refuses to prune it: add {entry!r} to "
+            f"allowPrune of package {name} to let it go)"
+        )
+    for key, reason in result.prune.blocked:
+        lines.append(
+            f"  ! {key} (left the files; kpt will not prune it, make up stops: {reason})"
+        )
     for key, reason in result.prune.kept:
         lines.append(f"  = {key} (left the files; kpt keeps it: {reason})")
     for key in result.prune.gone:

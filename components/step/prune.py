@@ -27,7 +27,6 @@ import json
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from components.step import logs
 from components.step.contract import ENV_ALLOW_PRUNE, Cluster, EnvError
@@ -35,13 +34,18 @@ from components.step.errors import ClusterUnreachableError, StepError
 from components.step.events import (
     KEPT_BY_ANNOTATION,
     Event,
-    ObjectRef,
     ObjectResult,
     meaningful_tail,
     parse_event,
     summarize,
 )
 from components.step.process import find_tool, run_process
+from components.step_prune import (
+    GUARDED_KINDS,
+    KEEP_ANNOTATION,
+    allowed_entry,
+    refused_by_guard,
+)
 
 __all__ = [
     "CLUSTER_SCOPED_KINDS",
@@ -55,17 +59,9 @@ __all__ = [
     "check_prunes",
 ]
 
-GUARDED_KINDS = ("CustomResourceDefinition", "Namespace", "PersistentVolumeClaim")
-# Their API groups: a custom kind that happens to be called Namespace is no Namespace.
-_GUARDED = {
-    ("apiextensions.k8s.io", "CustomResourceDefinition"),
-    ("", "Namespace"),
-    ("", "PersistentVolumeClaim"),
-}
 CLUSTER_SCOPED_KINDS = ("CustomResourceDefinition", "Namespace")
 RG_CRD_MISSING = "The ResourceGroup CRD was not found in the cluster"
 RG_CRD = ("customresourcedefinitions.apiextensions.k8s.io", "resourcegroups.kpt.dev")
-KEEP_ANNOTATION = "cli-utils.sigs.k8s.io/on-remove: keep"
 _KIND = r"[A-Za-z][A-Za-z0-9]*"
 _PART = r"[^/\s]+"
 ENTRY = re.compile(rf"{_KIND}(/{_PART}){{0,2}}")
@@ -91,31 +87,6 @@ class PruneCheckFailedError(StepError):
     kind = "prune check failed"
 
 
-@dataclass(frozen=True)
-class _Allowed:
-    """One allowPrune entry, parsed."""
-
-    kind: str
-    namespace: str | None  # None: any
-    name: str | None
-
-    def matches(self, obj: ObjectRef) -> bool:
-        return (
-            obj.kind == self.kind
-            and (self.namespace is None or obj.namespace == self.namespace)
-            and (self.name is None or obj.name == self.name)
-        )
-
-
-def _parse_entry(entry: str) -> _Allowed:
-    parts = entry.split("/")
-    if len(parts) == 1:
-        return _Allowed(parts[0], None, None)
-    if len(parts) == 2:
-        return _Allowed(parts[0], "", parts[1])
-    return _Allowed(parts[0], parts[1], parts[2])
-
-
 def allowed_prunes(env: Mapping[str, str]) -> tuple[str, ...]:
     """``KPT_CATALOG_ALLOW_PRUNE``: a JSON list of allowPrune entries; absent or empty: none."""
     text = env.get(ENV_ALLOW_PRUNE, "")
@@ -133,12 +104,6 @@ def allowed_prunes(env: Mapping[str, str]) -> tuple[str, ...]:
             f"strings, got {text[:200]!r}"
         )
     return tuple(data)
-
-
-def allowed_entry(obj: ObjectRef) -> str:
-    """The exact allowPrune entry that allows pruning ``obj``."""
-    where = f"{obj.namespace}/" if obj.namespace else ""
-    return f"{obj.kind}/{where}{obj.name}"
 
 
 def _confirm_no_resource_groups(deadline: int, cluster: Cluster) -> None:
@@ -254,12 +219,7 @@ def check_prunes(
                 "(for a Namespace: the objects and the inventory that still live in it)",
             ],
         )
-    rules = [_parse_entry(entry) for entry in allowed]
-    refused = [
-        r.obj
-        for r in pruned
-        if (r.obj.group, r.obj.kind) in _GUARDED and not any(rule.matches(r.obj) for rule in rules)
-    ]
+    refused = [r.obj for r in pruned if refused_by_guard(r.obj, allowed)]
     if refused:
         raise PruneRefusedError(
             f"kpt would prune {len(refused)} object(s) that package {package} does not allow "
