@@ -38,12 +38,14 @@ from components.config import ConfigError
 from components.files import read_package_files
 from components.kptyaml import load_documents
 from components.scan import KindRef, scan_package
+from components.step import contract as kptstep_env
 from components.step_prune import (
     OWNING_INVENTORY_ANNOTATION,
     ObjectKey,
     PruneInputError,
     PrunePlan,
     inventory_objects,
+    kept_because,
     plan_prune,
     prune_candidates,
 )
@@ -83,6 +85,15 @@ _HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
 _NO_MATCH = re.compile(r'no matches for kind "([^"]+)" in version "([^"]+)"')
 _NO_NAMESPACE = re.compile(r'namespaces "([^"]+)" not found')
 _LONGEST_LINE = 400
+# What a deleted package's inventory Command keeps in its environment (components/environment.py)
+_REMOVAL_KEYS = (
+    kptstep_env.ENV_PACKAGE,
+    kptstep_env.ENV_INVENTORY_NAME,
+    kptstep_env.ENV_INVENTORY_NAMESPACE,
+    kptstep_env.ENV_INVENTORY_ID,
+    kptstep_env.ENV_KUBECONFIG,
+    kptstep_env.ENV_CONTEXT,
+)
 # Objects named in one `kubectl get`: a few tens of kilobytes of arguments at most, far below any
 # system's limit (Linux: 2 MiB in all, 128 KiB per argument).
 _NAMES_PER_GET = 200
@@ -668,9 +679,7 @@ def _render(name: str, result: PackageDiff, bound: str) -> list[str]:
             f"allowPrune of package {name} to let it go)"
         )
     for key, reason in result.prune.blocked:
-        lines.append(
-            f"  ! {key} (left the files; kpt will not prune it, make up stops: {reason})"
-        )
+        lines.append(f"  ! {key} (left the files; kpt will not prune it, make up stops: {reason})")
     for key, reason in result.prune.kept:
         lines.append(f"  = {key} (left the files; kpt keeps it: {reason})")
     for key in result.prune.gone:
@@ -748,6 +757,117 @@ def packages_in_preview(text: str, names: Sequence[str]) -> set[str]:
     return found
 
 
+@dataclass(frozen=True)
+class Removal:
+    """A package that `pulumi preview` deletes: `make up` runs its `kpt live destroy`."""
+
+    package: str
+    inventory_name: str
+    inventory_namespace: str
+    inventory_id: str
+    cluster: clusterops.Cluster
+
+
+def removals_in_preview(text: str) -> list[Removal]:
+    """The packages whose inventory Command (`<package>-inventory`, whose delete is the
+    package's `kpt live destroy`) `pulumi preview --json` deletes, read from the environment in
+    the step's old state (pulumi pkg/display/json.go, PreviewStep.OldState: inputs as stored).
+    Raises ValueError as `preview_digest` does."""
+    digest = preview_digest(text)
+    found = []
+    for step in digest.get("steps") or []:
+        parts = str(step.get("urn", "")).split("::")
+        if step.get("op") != "delete" or len(parts) < 4:
+            continue
+        if parts[2] != f"{PACKAGE_TYPE}$command:local:Command" or not parts[3].endswith(
+            "-inventory"
+        ):
+            continue
+        old = step.get("oldState") or {}
+        inputs = old.get("inputs") if isinstance(old, Mapping) else None
+        env = inputs.get("environment") if isinstance(inputs, Mapping) else None
+        if not isinstance(env, Mapping):
+            continue
+        values = {key: env.get(key) for key in _REMOVAL_KEYS}
+        if not all(isinstance(value, str) and value for value in values.values()):
+            continue
+        found.append(
+            Removal(
+                str(values[kptstep_env.ENV_PACKAGE]),
+                str(values[kptstep_env.ENV_INVENTORY_NAME]),
+                str(values[kptstep_env.ENV_INVENTORY_NAMESPACE]),
+                str(values[kptstep_env.ENV_INVENTORY_ID]),
+                clusterops.Cluster(
+                    str(values[kptstep_env.ENV_KUBECONFIG]), str(values[kptstep_env.ENV_CONTEXT])
+                ),
+            )
+        )
+    return found
+
+
+def removal_lines(removal: Removal, deadline: float, bound: str) -> tuple[list[str], bool]:
+    """What `kpt live destroy` of a deleted package would remove, read from its inventory in
+    the cluster; (lines, whether an error stopped it)."""
+    name = removal.package
+    argv = [
+        "kubectl",
+        *removal.cluster.flags(),
+        "get",
+        "resourcegroups.kpt.dev",
+        removal.inventory_name,
+        "-n",
+        removal.inventory_namespace,
+        "-o",
+        "json",
+    ]
+    ran = clusterops.run_bounded(argv, deadline=deadline)
+    if ran.killed:
+        return [f"{name:<16} NOT CHECKED (stopped at {bound})"], True
+    if ran.returncode != 0:
+        reason = " ".join(_stderr_lines(ran, 3))
+        if "(NotFound)" in reason:
+            return [f"{name:<16} package removed: its inventory is gone, nothing to delete"], False
+        return [
+            f"{name:<16} ERROR: kubectl get resourcegroups.kpt.dev failed",
+            f"    {reason}",
+        ], True
+    try:
+        inventory = inventory_objects(json.loads(ran.stdout))
+    except (ValueError, PruneInputError) as bad:
+        return [f"{name:<16} ERROR: its ResourceGroup: {bad}"], True
+    live, failure, details = _live_objects(inventory, removal.cluster, deadline)
+    if failure:
+        return [f"{name:<16} ERROR: {failure}", *(f"    {d}" for d in details)], True
+    deleted = []
+    lines = []
+    for key in inventory:
+        found = live.get(key)
+        if found is None:
+            continue
+        reason = kept_because(found, removal.inventory_id)
+        if reason:
+            lines.append(f"  = {key} (kpt leaves it: {reason})")
+        else:
+            deleted.append(key)
+    head = (
+        f"{name:<16} package removed: make up deletes {len(deleted)} object(s) "
+        "(kpt live destroy, in reverse dependency order)"
+    )
+    return [head, *(f"  - {key}" for key in deleted), *lines], False
+
+
+def _show_removals(removals: Sequence[Removal], timeout: int) -> bool:
+    """Print what each deleted package's destroy removes; False when one could not be read."""
+    deadline = time.monotonic() + timeout
+    bound = clusterops.bound_text(timeout)
+    ok = True
+    for removal in removals:
+        lines, failed = removal_lines(removal, deadline, bound)
+        print("\n".join(lines), flush=True)
+        ok = ok and not failed
+    return ok
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="make diff",
@@ -803,7 +923,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"make preview: {error}", file=sys.stderr)
             return EXIT_ERROR
         selected = [name for name in selected if name in changing]
+        removals = [r for r in removals_in_preview(preview) if r.package not in names]
         print("\nObjects each package's apply would change (make diff):", flush=True)
+        if removals and not _show_removals(removals, settings.timeout):
+            return EXIT_ERROR
         if not selected:
             print("no package is created or updated: no objects change (DRIFT=1 checks them all)")
             return EXIT_IN_SYNC

@@ -1,0 +1,153 @@
+"""`make diff` and `make preview` predict what `make up` does: journeys through the real CLI,
+kpt and kubectl on a local control plane of their own (see test_journeys.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from components.kptyaml import load_documents
+from tests.e2e.journey import Journey, open_journey
+from tests.harness import ROOT
+from world.binaries import Binaries, BuildError, find_binaries
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def world_binaries() -> Binaries:
+    try:
+        return find_binaries()
+    except BuildError as error:
+        pytest.fail(f"the world's binaries could not be found or built: {error}", pytrace=False)
+
+
+@pytest.fixture
+def journey(
+    tmp_path: Path, world_binaries: Binaries, request: pytest.FixtureRequest
+) -> Iterator[Journey]:
+    opened = open_journey(tmp_path, world_binaries)
+    journey = next(opened)
+    yield journey
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        print(journey.transcript())
+    opened.close()
+
+
+def _ok(result: subprocess.CompletedProcess[str], what: str) -> str:
+    assert result.returncode == 0, (
+        f"{what} exited {result.returncode}:\n{result.stdout[-5000:]}\n{result.stderr[-3000:]}"
+    )
+    return result.stdout + result.stderr
+
+
+def _numbers_as_floats(value: object) -> object:
+    return json.loads(json.dumps(value), parse_int=float)
+
+
+def test_a_package_is_read_as_kpt_reads_it(journey: Journey, tmp_path: Path) -> None:
+    """What kpt sent for every kind of plain scalar, as the API server stored it, is what the
+    program's reader makes of the same file."""
+    package = tmp_path / "scalars"
+    package.mkdir()
+    (package / "Kptfile").write_text(
+        "apiVersion: kpt.dev/v1\nkind: Kptfile\nmetadata:\n  name: s\n"
+    )
+    (package / "crd.yaml").write_text(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+        "metadata:\n  name: things.example.com\nspec:\n  group: example.com\n"
+        "  names: {kind: Thing, plural: things, singular: thing, listKind: ThingList}\n"
+        "  scope: Cluster\n  versions:\n  - name: v1\n    served: true\n    storage: true\n"
+        "    schema:\n      openAPIV3Schema:\n        type: object\n"
+        "        x-kubernetes-preserve-unknown-fields: true\n"
+    )
+    shutil.copy(ROOT / "tests/data/kpt-scalars.yaml", package / "thing.yaml")
+    # kpt reads JSON written in a .yaml file; a .json file it never reads
+    (package / "t2.yaml").write_text(
+        '{"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t2"}, '
+        '"spec": {"a": 1.0, "b": "yes"}}'
+    )
+    (package / "t3.json").write_text(
+        '{"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t3"}}'
+    )
+    flags = ["--kubeconfig", str(journey.world.kubeconfig), "--context", journey.world.context]
+    _ok(journey.run(["kpt", "live", "init", str(package), "--namespace", "default"]), "init")
+    _ok(journey.run(["kpt", "live", "apply", str(package), *flags]), "kpt live apply")
+
+    things = journey.json("get", "things.example.com")["items"]
+    stored = {thing["metadata"]["name"]: thing["spec"] for thing in things}
+    assert sorted(stored) == ["t1", "t2"]
+    for name, file in (("t1", "thing.yaml"), ("t2", "t2.yaml")):
+        (document,) = load_documents((package / file).read_bytes())
+        # as numbers: Python reads the server's 12345678901234567000 as an int, the same float64
+        assert _numbers_as_floats(stored[name]) == _numbers_as_floats(document["spec"]), name
+
+
+def test_make_diff_after_make_up_is_in_sync_for_values_yaml_1_1_reads_otherwise(
+    journey: Journey,
+) -> None:
+    config = journey.catalog / "mesh/headscale/flags.yaml"
+    config.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\n  namespace: headscale\n"
+        "data:\n  flag: yes\n  mode: on\n  answer: n\n"
+        "  since: !!str 2024-01-01\n"
+    )
+    _ok(journey.up(), "make up")
+
+    assert journey.json("get", "configmap", "flags", "-n", "headscale")["data"] == {
+        "flag": "yes",
+        "mode": "on",
+        "answer": "n",
+        "since": "2024-01-01",
+    }
+    out = _ok(journey.make("diff"), "make diff")
+    assert "5 of 5 package(s) in sync" in out, out
+
+
+def test_make_diff_names_the_prune_make_up_stops_on_and_make_up_does_stop(
+    journey: Journey,
+) -> None:
+    _ok(journey.up(), "make up")
+    (journey.catalog / "mesh/headscale/00-namespace.yaml").unlink()
+
+    diff = journey.make("diff")
+
+    assert diff.returncode == 2, diff.stdout  # make folds the differences code into 2
+    assert (
+        "  ! Namespace/headscale (left the files; kpt will not prune it, make up stops: "
+        "namespace still in use by the package's inventory)"
+    ) in diff.stdout.splitlines(), diff.stdout
+    up = journey.up()
+    assert up.returncode != 0
+    assert "prune blocked" in up.stdout + up.stderr
+    assert journey.kubectl("get", "namespace", "headscale").returncode == 0
+
+
+def test_make_preview_names_the_objects_a_removed_package_deletes(journey: Journey) -> None:
+    _ok(journey.up(), "make up")
+    journey.packages = [p for p in journey.packages if p["name"] != "headscale"]
+    journey.write_stack()
+
+    out = _ok(journey.make("preview"), "make preview")
+
+    lines = out.splitlines()
+    head = next(line for line in lines if line.startswith("headscale "))
+    assert head.split(None, 1)[1] == (
+        "package removed: make up deletes 4 object(s) (kpt live destroy, in reverse "
+        "dependency order)"
+    ), out
+    for key in (
+        "Namespace/headscale",
+        "ConfigMap/headscale/headscale-config",
+        "Deployment/headscale/headscale",
+        "Service/headscale/headscale",
+    ):
+        assert f"  - {key}" in lines, out
+    # a preview changes nothing
+    assert journey.kubectl("get", "deployment", "headscale", "-n", "headscale").returncode == 0
