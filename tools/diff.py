@@ -124,12 +124,21 @@ class PackageDiff:
     details: list[str] = field(default_factory=list)
     hidden: frozenset[str] = frozenset()
     """The values of the package's Secrets: never printed, whatever line quotes them."""
+    native: list[tuple[ObjectKey, str]] = field(default_factory=list)
+    """The package's native objects (its manifests' objects, its declared Secrets) that
+    `make up` would create or change, each with what."""
+    conflicts: list[tuple[ObjectKey, str, str]] = field(default_factory=list)
+    """Native objects whose fields another field manager set to other values, each with the
+    provider's field manager and the conflict: the provider never forces a manifest's object,
+    so the next update of it fails on the conflict."""
 
     @property
     def differences(self) -> int:
         prune = self.prune
         return (
-            len(self.changes)
+            len(self.native)
+            + len(self.conflicts)
+            + len(self.changes)
             + len(self.deferred)
             + len(prune.prune)
             + len(prune.blocked)
@@ -509,6 +518,131 @@ def _kubectl_diff(
     )
 
 
+# The field manager pulumi-kubernetes applies with: `pulumi-kubernetes-<suffix>`, one per
+# resource, kept for its life (provider/pkg/provider/provider.go, fieldManagerName).
+_PROVIDER_MANAGER = "pulumi-kubernetes-"
+_CONFLICT = re.compile(r"Apply failed with \d+ conflicts?: (.*)")
+
+
+def _provider_manager(live: Mapping[str, Any]) -> str:
+    """The field manager that last applied `live` for the provider; a new one when the provider
+    never has (the object is taken over on the next `make up`)."""
+    metadata = live.get("metadata")
+    entries = metadata.get("managedFields") if isinstance(metadata, Mapping) else None
+    for entry in entries if isinstance(entries, list) else []:
+        manager = entry.get("manager") if isinstance(entry, Mapping) else None
+        applied = isinstance(entry, Mapping) and entry.get("operation") == "Apply"
+        if applied and isinstance(manager, str) and manager.startswith(_PROVIDER_MANAGER):
+            return manager
+    return f"{_PROVIDER_MANAGER}takeover"
+
+
+def _get_native(
+    key: ObjectKey, cluster: clusterops.Cluster, deadline: float
+) -> tuple[Mapping[str, Any] | None, str]:
+    """The live object (None when absent, or when its kind is not served yet), or an error."""
+    argv = [
+        "kubectl",
+        *cluster.flags(),
+        "get",
+        key.kubectl_resource,
+        *(["-n", key.namespace] if key.namespace else []),
+        "-o",
+        "json",
+        "--ignore-not-found",
+    ]
+    ran = clusterops.run_bounded(argv, deadline=deadline)
+    if ran.killed:
+        return None, "killed"
+    if ran.returncode != 0:
+        if "doesn't have a resource type" in ran.stderr:
+            return None, ""  # its CRD comes with the package's apply or waits
+        return None, f"kubectl get {key.kubectl_resource} failed: " + " ".join(
+            _stderr_lines(ran, 2)
+        )
+    if not ran.stdout.strip():
+        return None, ""
+    try:
+        live = json.loads(ran.stdout)
+    except ValueError:
+        return None, f"kubectl get {key.kubectl_resource} printed no JSON object"
+    return (live if isinstance(live, Mapping) else None), ""
+
+
+def _diff_native(
+    package: LoadedPackage, cluster: clusterops.Cluster, deadline: float, result: PackageDiff
+) -> tuple[str, list[str]] | None:
+    """Compare the package's native objects with the cluster, as the provider would apply them
+    (server-side, with its field manager, without forcing); fill `result.native` and
+    `result.conflicts`; an (error, details) when the cluster could not say."""
+    for _, documents in package.manifests:
+        for document in documents:
+            key = ObjectKey.of(document.body)
+            live, error = _get_native(key, cluster, deadline)
+            if error:
+                return ("killed", []) if error == "killed" else (error, [])
+            if live is None:
+                result.native.append((key, "created by make up after the package's waits"))
+                continue
+            body = {**document.body}
+            argv = [
+                "kubectl",
+                *cluster.flags(),
+                "diff",
+                "--server-side",
+                f"--field-manager={_provider_manager(live)}",
+                "-f",
+                "-",
+            ]
+            ran = clusterops.run_bounded(
+                argv, deadline=deadline, stdin_text=json.dumps(body), env=_kubectl_environment()
+            )
+            if ran.killed:
+                return "killed", []
+            conflict = _CONFLICT.search(ran.stderr)
+            if ran.returncode > 1 and conflict:
+                result.conflicts.append((key, _provider_manager(live), conflict.group(1)))
+                continue
+            if ran.returncode not in (0, 1):
+                how = (
+                    f"killed by signal {-ran.returncode}"
+                    if ran.returncode < 0
+                    else f"exit {ran.returncode}"
+                )
+                return f"kubectl diff of native {key} failed ({how})", _stderr_lines(ran)
+            try:
+                changes = parse_unified_diff(ran.stdout, {key: str(body.get("apiVersion"))})
+            except MalformedDiffError as malformed:
+                return f"kubectl diff of native {key} printed an unreadable diff: {malformed}", []
+            if (ran.returncode == 1) != bool(changes):
+                return f"kubectl diff of native {key} exited {ran.returncode} with " + (
+                    "a diff" if changes else "no diff"
+                ), _stderr_lines(ran)
+            for change in changes:
+                result.native.append((key, "\n".join(change.lines)))
+    for secret in package.spec.secrets:
+        key = ObjectKey("", "Secret", secret.namespace, secret.name)
+        live, error = _get_native(key, cluster, deadline)
+        if error:
+            return ("killed", []) if error == "killed" else (error, [])
+        wanted = {secret_key for secret_key, _ in secret.data}
+        if live is None:
+            result.native.append(
+                (key, f"created by make up: {len(wanted)} key(s): {', '.join(sorted(wanted))}")
+            )
+            continue
+        data = live.get("data")
+        have = set(data) if isinstance(data, Mapping) else set()
+        parts = [
+            f"{label} {', '.join(sorted(names))}"
+            for label, names in (("adds", wanted - have), ("removes", have - wanted))
+            if names
+        ]
+        if parts:
+            result.native.append((key, "; ".join(parts)))
+    return None
+
+
 def diff_package(
     package: LoadedPackage,
     cluster: clusterops.Cluster,
@@ -573,6 +707,10 @@ def diff_package(
     if ran.returncode == 0 and result.changes:
         result.error = "kubectl diff printed differences but exited 0 (no differences)"
         result.changes = []
+        return result
+    native_error = _diff_native(package, cluster, deadline, result)
+    if native_error:
+        result.error, result.details = native_error
         return result
     if inventory:
         candidates = prune_candidates(inventory, keys)
@@ -653,9 +791,13 @@ def _render(name: str, result: PackageDiff, bound: str) -> list[str]:
         )
         if count
     ]
+    if result.native:
+        counts.append(f"{len(result.native)} native to create or change")
+    if result.conflicts:
+        counts.append(f"{len(result.conflicts)} conflict(s)")
     stops = len(result.prune.blocked) + len(result.prune.refused)
     if stops:
-        counts.append(f"{stops} prune(s) make up will stop on")
+        counts.append(f"{stops} make up will stop on")
     verdict = ", ".join(counts) if counts else "in sync"
     if not result.deployed:
         verdict = f"not deployed yet: {verdict}"
@@ -680,6 +822,22 @@ def _render(name: str, result: PackageDiff, bound: str) -> list[str]:
         )
     for key, reason in result.prune.blocked:
         lines.append(f"  ! {key} (left the files; kpt will not prune it, make up stops: {reason})")
+    for key, what in result.native:
+        if "\n" in what or what.startswith("@@"):
+            lines.append(f"  ~ {key} (native)")
+            lines.extend(f"      {_cut(line)}" for line in what.splitlines())
+        elif what.startswith("created"):
+            lines.append(f"  + {key} (native: {what})")
+        else:
+            lines.append(f"  ~ {key} (native: {what}; values hidden)")
+    for key, manager, conflict in result.conflicts:
+        lines.append(
+            f"  ! {key} (native: changed by another field manager: {_cut(conflict)}; make up "
+            "leaves it, as Pulumi compares the manifest with its state, not the cluster, and "
+            "the next change of this manifest stops on the conflict. To keep the change, put "
+            "it in the manifest; to restore the manifest, kubectl apply --server-side "
+            f"--force-conflicts --field-manager={manager} -f <manifest>)"
+        )
     for key, reason in result.prune.kept:
         lines.append(f"  = {key} (left the files; kpt keeps it: {reason})")
     for key in result.prune.gone:

@@ -78,7 +78,12 @@ def test_a_package_is_read_as_kpt_reads_it(journey: Journey, tmp_path: Path) -> 
     )
     flags = ["--kubeconfig", str(journey.world.kubeconfig), "--context", journey.world.context]
     _ok(journey.run(["kpt", "live", "init", str(package), "--namespace", "default"]), "init")
-    _ok(journey.run(["kpt", "live", "apply", str(package), *flags]), "kpt live apply")
+    _ok(
+        journey.run(
+            ["kpt", "live", "apply", str(package), "--reconcile-timeout=60s", *flags], timeout=240
+        ),
+        "kpt live apply",
+    )
 
     things = journey.json("get", "things.example.com")["items"]
     stored = {thing["metadata"]["name"]: thing["spec"] for thing in things}
@@ -151,3 +156,42 @@ def test_make_preview_names_the_objects_a_removed_package_deletes(journey: Journ
         assert f"  - {key}" in lines, out
     # a preview changes nothing
     assert journey.kubectl("get", "deployment", "headscale", "-n", "headscale").returncode == 0
+
+
+CONNECTOR_KEY = "Connector/cluster-subnet-router"
+
+
+def test_a_hand_edited_connector_is_a_conflict_make_diff_names_before_make_up_meets_it(
+    journey: Journey,
+) -> None:
+    _ok(journey.up(), "make up")
+    edited = journey.kubectl(
+        "patch",
+        "connectors.tailscale.com",
+        "cluster-subnet-router",
+        "--type=merge",
+        "--field-manager=kubectl-edit",
+        "-p",
+        '{"spec": {"hostname": "edited-by-hand"}}',
+    )
+    assert edited.returncode == 0, edited.stderr
+
+    diff = journey.tool("diff", "--package", "tailscale")
+
+    assert diff.returncode == 1, diff.stdout + diff.stderr
+    line = next(x for x in diff.stdout.splitlines() if CONNECTOR_KEY in x)
+    assert line.startswith(f"  ! {CONNECTOR_KEY} (native: changed by another field manager")
+    assert 'conflict with "kubectl-edit"' in line and ".spec.hostname" in line
+    assert "--field-manager=pulumi-kubernetes-" in line
+    # make up leaves the hand edit: Pulumi compares with its state
+    _ok(journey.up(), "make up")
+    connector = journey.json("get", "connectors.tailscale.com", "cluster-subnet-router")
+    assert connector["spec"]["hostname"] == "edited-by-hand"
+    # the next change of the manifest stops on the conflict, as make diff said
+    manifest = journey.catalog / "mesh/tailscale/03-connector.yaml"
+    manifest.write_text(
+        manifest.read_text().replace("metadata:\n", "metadata:\n  labels: {a: b}\n", 1)
+    )
+    up = journey.up()
+    assert up.returncode != 0
+    assert "conflict" in (up.stdout + up.stderr).lower()
