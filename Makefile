@@ -32,7 +32,7 @@ export PACKAGE
 export CATALOG_DIR TIMEOUT JOBS E2E_CONTEXT
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up preview reapply destroy destroy-all test lint plan plan-readme status diff bench world e2e demo demo-down clean
+.PHONY: help venv up preview reapply destroy destroy-all test test-floor lint plan plan-readme status diff bench world e2e demo demo-down clean
 
 help: ## List these targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z0-9-]*:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -88,6 +88,14 @@ test: venv ## Lint, type-check and run the tests (needs only Python, kpt and kub
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/pytest
+
+# The lowest versions requirements.txt admits, in a virtualenv of their own (CI runs it too).
+test-floor: ## Run the tests on the lowest versions requirements.txt admits (./venv-floor)
+	$(PYTHON) tools/floor.py requirements.txt >venv-floor.constraints
+	$(PYTHON) -m venv venv-floor
+	venv-floor/bin/pip install -q -r requirements-dev.txt -c venv-floor.constraints
+	venv-floor/bin/pip list 2>/dev/null | grep -i -E '^(pulumi|pulumi.command|pulumi.kubernetes|pyyaml) '
+	venv-floor/bin/pytest -q
 
 lint: venv ## ruff and mypy only
 	$(VENV)/bin/ruff check .

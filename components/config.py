@@ -7,6 +7,7 @@ the config key, what was found and what was expected. Nothing touches the cluste
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import re
@@ -480,10 +481,10 @@ def _parse_secret(problems: _Problems, key: str, raw: object) -> SecretSpec | No
         return None
     problems.unknown_keys(key, raw, _SECRET_KEYS)
     name = problems.string(f"{key}.name", raw.get("name"), required=True)
-    if name and not (_DNS_SUBDOMAIN.match(name) and len(name) <= 253):
+    if name and not (_DNS_SUBDOMAIN.fullmatch(name) and len(name) <= 253):
         problems.add(f"{key}.name", f"{name!r} is not a Kubernetes object name (a DNS subdomain)")
     namespace = problems.string(f"{key}.namespace", raw.get("namespace"), required=True)
-    if namespace and not _DNS_LABEL.match(namespace):
+    if namespace and not _DNS_LABEL.fullmatch(namespace):
         problems.add(f"{key}.namespace", f"{namespace!r} is not a namespace name (a DNS label)")
     data = raw.get("data")
     if not isinstance(data, dict) or not data:
@@ -496,9 +497,9 @@ def _parse_secret(problems: _Problems, key: str, raw: object) -> SecretSpec | No
     pairs: list[tuple[str, str]] = []
     for secret_key, config_key in data.items():
         where = f"{key}.data.{secret_key}"
-        if not isinstance(secret_key, str) or not _SECRET_DATA_KEY.match(secret_key):
+        if not isinstance(secret_key, str) or not _SECRET_DATA_KEY.fullmatch(secret_key):
             problems.add(where, "a Secret key may hold only letters, digits, '-', '_' and '.'")
-        elif not isinstance(config_key, str) or not _CONFIG_KEY.match(config_key):
+        elif not isinstance(config_key, str) or not _CONFIG_KEY.fullmatch(config_key):
             problems.add(
                 where,
                 "expected the name of a kpt-catalog: stack config key set with "
@@ -554,7 +555,7 @@ def _parse_package(problems: _Problems, key: str, raw: object) -> PackageSpec | 
         return None
     problems.unknown_keys(key, raw, _PACKAGE_KEYS)
     name = problems.string(f"{key}.name", raw.get("name"), required=True)
-    if name and not _DNS_LABEL.match(name):
+    if name and not _DNS_LABEL.fullmatch(name):
         problems.add(
             f"{key}.name",
             f"{name!r} is not a DNS label (lower-case letters, digits and '-', at most 63)",
@@ -579,7 +580,7 @@ def _parse_package(problems: _Problems, key: str, raw: object) -> PackageSpec | 
 
     former = problems.listing(f"{key}.formerNames", raw.get("formerNames"))
     for index, old in enumerate(former):
-        if not isinstance(old, str) or not _DNS_LABEL.match(old):
+        if not isinstance(old, str) or not _DNS_LABEL.fullmatch(old):
             problems.add(
                 f"{key}.formerNames[{index}]",
                 f"expected a former package name (a DNS label), found {old!r}",
@@ -606,7 +607,7 @@ def _parse_package(problems: _Problems, key: str, raw: object) -> PackageSpec | 
         manifests=tuple(m for m in manifests if m is not None),
         adopt=problems.boolean(f"{key}.adopt", raw.get("adopt")),
         secrets=_parse_secrets(problems, f"{key}.secrets", raw.get("secrets")),
-        former_names=tuple(o for o in former if isinstance(o, str) and _DNS_LABEL.match(o)),
+        former_names=tuple(o for o in former if isinstance(o, str) and _DNS_LABEL.fullmatch(o)),
         allow_prune=_parse_allow_prune(problems, f"{key}.allowPrune", raw.get("allowPrune")),
     )
 
@@ -764,7 +765,16 @@ def structured_getter(source: _ConfigSource) -> Callable[[str], object]:
 
     def get(key: str) -> object:
         value = source.get(key)
-        if value is None or key not in _STRUCTURED_KEYS:
+        if value is None:
+            return value
+        if key not in _STRUCTURED_KEYS:
+            # A list or object where text belongs (`context: [a]`) reaches here as its JSON
+            # text: handed over as what it is, so that parse_config names the key and the type.
+            if value.lstrip().startswith(("[", "{")):
+                with contextlib.suppress(json.JSONDecodeError):
+                    parsed = json.loads(value)
+                    if isinstance(parsed, list | dict):
+                        return parsed
             return value
         try:
             return json.loads(value)

@@ -81,12 +81,23 @@ def _set_with_secret(key: str) -> str:
     return f"`pulumi config set --secret kpt-catalog:{key}`"
 
 
+def _structured(value: str) -> bool:
+    """Whether Pulumi holds `value` as a list or object (it stores them as JSON text)."""
+    if not value.lstrip().startswith(("{", "[")):
+        return False
+    try:
+        return isinstance(json.loads(value), dict | list)
+    except ValueError:
+        return False
+
+
 def check_secret_config(
     config: CatalogConfig,
     get: Callable[[str], str | None],
     is_secret: Callable[[str], bool],
 ) -> None:
-    """Every config key a declared Secret reads is set, non-empty, and set with `--secret`;
+    """Every config key a declared Secret reads is set with `--secret` to a text value that is not
+    blank;
     otherwise one ConfigError naming each key and the command that sets it.
 
     `get(key)` and `is_secret(key)` see the `kpt-catalog:` namespace's keys without the prefix.
@@ -115,9 +126,16 @@ def check_secret_config(
                         f"it would be stored unencrypted; {needed_by}. Set it again with "
                         f"{_set_with_secret(config_key)}"
                     )
-                elif not value:
+                elif not value.strip():
+                    what = "is empty" if not value else "is only whitespace"
                     problems.append(
-                        f"kpt-catalog:{config_key}: is empty; {needed_by}. Set it with "
+                        f"kpt-catalog:{config_key}: {what}; {needed_by}. Set it with "
+                        f"{_set_with_secret(config_key)}"
+                    )
+                elif _structured(value):
+                    problems.append(
+                        f"kpt-catalog:{config_key}: holds a list or object (as `pulumi config "
+                        f"set --path` writes one), not a text value; {needed_by}. Set it with "
                         f"{_set_with_secret(config_key)}"
                     )
     if problems:

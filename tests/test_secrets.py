@@ -252,6 +252,24 @@ def test_an_empty_value_is_refused(dev_config: dict[str, Any]) -> None:
     assert problem.startswith("kpt-catalog:tailscaleOauthClientId: is empty;")
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("  \n\t", "is only whitespace;"),
+        ('{"id": "x"}', "holds a list or object (as `pulumi config set --path` writes one)"),
+        ('["x"]', "holds a list or object"),
+    ],
+)
+def test_a_blank_or_structured_value_is_refused(
+    dev_config: dict[str, Any], value: str, problem: str
+) -> None:
+    run = _refused(dev_config, {**VALUES, "tailscaleOauthClientId": value})
+
+    assert run.error is not None
+    (said,) = run.error.problems  # type: ignore[attr-defined]
+    assert said.startswith(f"kpt-catalog:tailscaleOauthClientId: {problem}")
+
+
 def test_every_missing_value_is_reported_at_once(dev_config: dict[str, Any]) -> None:
     run = _refused(dev_config, {})
 

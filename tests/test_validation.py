@@ -213,6 +213,18 @@ CASES: dict[str, tuple[Mutation, list[str]]] = {
             "add 'tailscale' to the needs of 'headscale'",
         ],
     ),
+    "a Secret name with a trailing newline": (
+        lambda c, cat: _package(c, "tailscale")["secrets"][0].update(name="operator-oauth\n"),
+        ["packages[2].secrets[0].name:", "operator-oauth\\n"],
+    ),
+    "a former name with a trailing newline": (
+        lambda c, cat: _package(c, "headscale").update(formerNames=["old\n"]),
+        ["packages[3].formerNames[0]:"],
+    ),
+    "a context that is a list": (
+        lambda c, cat: c.update(context=["a"]),
+        ["context: expected a non-empty string, found ['a']"],
+    ),
     "kind provided and awaited by no one": (
         lambda c, cat: _package(c, "cilium").update(waitBefore=[]),
         [
