@@ -535,7 +535,10 @@ def _stack_file(sandbox: Sandbox, text: str) -> None:
 
 
 PLAIN_CONFIG = "config:\n  kpt-catalog:context: rke2\nencryptionsalt: v1:abc\n"
-SECURE_CONFIG = PLAIN_CONFIG + "  kpt-catalog:oauthSecret:\n    secure: v1:AAAA\n"
+SECURE_CONFIG = (
+    "config:\n  kpt-catalog:context: rke2\n  kpt-catalog:oauthSecret:\n    secure: v1:AAAA\n"
+    "encryptionsalt: v1:abc\n"
+)
 
 
 def test_an_empty_passphrase_is_used_only_after_finding_no_secret(sandbox):
@@ -581,6 +584,66 @@ def test_a_stack_holding_secrets_stops_and_says_how_to_give_its_passphrase(
         "pulumi stack change-secrets-provider passphrase --stack dev"
     ) in result.stderr
     assert "holds no secrets" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        'config:\n  kpt-catalog:oauthSecret: {"secure": "v1:AAAA"}\n',
+        "config:\n  kpt-catalog:oauthSecret:\n    'secure' : v1:AAAA\n",
+        '{"config": {"kpt-catalog:oauthSecret": {"secure": "v1:AAAA"}}}\n',
+        "config:\n  kpt-catalog:nested:\n    list:\n      - {secure: v1:AAAA}\n",
+    ],
+    ids=["flow-quoted", "single-quoted", "json", "nested"],
+)
+def test_a_secret_is_found_however_the_stack_file_spells_it(sandbox, config):
+    _stack_file(sandbox, config)
+
+    result = sandbox.wrapper("up")
+
+    assert result.returncode == 1
+    assert "stack dev holds secrets, so it needs its passphrase:" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "user_env",
+    [
+        {"PULUMI_CONFIG_PASSPHRASE": ""},
+        {"PULUMI_CONFIG_PASSPHRASE_FILE": "/dev/null"},
+        {"PULUMI_CONFIG_PASSPHRASE": "", "PULUMI_CONFIG_PASSPHRASE_FILE": "/run/secrets/p"},
+    ],
+    ids=["exported-empty", "file-dev-null", "empty-wins-over-file"],
+)
+def test_an_empty_passphrase_the_user_exported_is_refused_for_a_stack_with_secrets(
+    sandbox, user_env
+):
+    _stack_file(sandbox, SECURE_CONFIG)
+
+    result = sandbox.wrapper("up", env=user_env)
+
+    assert result.returncode == 1
+    assert sandbox.argvs() == [WHOAMI]
+    assert "stack dev holds secrets, so it needs its passphrase:" in result.stderr
+
+
+def test_an_exported_empty_passphrase_is_kept_for_a_stack_without_secrets(sandbox):
+    _stack_file(sandbox, PLAIN_CONFIG)
+
+    result = sandbox.wrapper("up", env={"PULUMI_CONFIG_PASSPHRASE": ""})
+
+    assert result.returncode == 0, result.stderr
+    assert sandbox.calls()[-1]["passphrase"] == ""
+    assert "the passphrase set is empty: checked Pulumi.dev.yaml" in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--secret", "--secret=true", "--secret=1", "--secret=True"])
+def test_storing_a_secret_in_any_spelling_needs_a_real_passphrase(sandbox, flag):
+    _stack_file(sandbox, PLAIN_CONFIG)
+
+    result = sandbox.wrapper("config", "set", flag, "kpt-catalog:tailscaleOauthClientId")
+
+    assert result.returncode == 1
+    assert sandbox.argvs() == [WHOAMI]
 
 
 def test_storing_the_first_secret_needs_a_real_passphrase(sandbox):

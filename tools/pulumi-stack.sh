@@ -63,6 +63,32 @@ refuse_empty_passphrase() {
 	exit 1
 }
 
+# `--secret` as pulumi's flag parser (cobra/pflag) takes it: bare, or =true in any of the
+# spellings strconv.ParseBool accepts.
+stores_secret() {
+	case $1 in
+	--secret | --secret=1 | --secret=t | --secret=T | --secret=true | --secret=TRUE | --secret=True) return 0 ;;
+	*) return 1 ;;
+	esac
+}
+
+# Whether the passphrase pulumi would use is empty: PULUMI_CONFIG_PASSPHRASE when set (even to
+# nothing), else the contents of a named PULUMI_CONFIG_PASSPHRASE_FILE, blanks trimmed, else none
+# is set at all (pulumi v3.276 pkg/secrets/passphrase/manager.go, readPassphrase).
+passphrase_empty() {
+	if [ -n "${PULUMI_CONFIG_PASSPHRASE+set}" ]; then
+		[ -z "$PULUMI_CONFIG_PASSPHRASE" ]
+		return
+	fi
+	if [ -n "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
+		# /dev/null, an empty file, or one holding only blanks: no passphrase.
+		[ -r "$PULUMI_CONFIG_PASSPHRASE_FILE" ] || return 1
+		[ -z "$(tr -d '[:space:]' <"$PULUMI_CONFIG_PASSPHRASE_FILE")" ]
+		return
+	fi
+	return 0
+}
+
 # An empty passphrase only for a stack that holds no secret: Pulumi.<stack>.yaml has no `secure:`
 # value and the state file has no encrypted value. The passphrase itself is never printed.
 choose_passphrase() {
@@ -75,14 +101,18 @@ choose_passphrase() {
 	# encrypted with nothing, so it is refused like a stack that already holds one.
 	if [ "$verdict" -eq 0 ]; then
 		for arg in "$@"; do
-			if [ "$arg" = --secret ]; then
+			if stores_secret "$arg"; then
 				say "this command stores a secret (--secret), so the stack needs a real passphrase"
 				refuse_empty_passphrase
 			fi
 		done
-		PULUMI_CONFIG_PASSPHRASE=''
-		export PULUMI_CONFIG_PASSPHRASE
-		say "PULUMI_CONFIG_PASSPHRASE set to empty: checked Pulumi.$stack.yaml and its state, this stack holds no secrets"
+		if [ -z "${PULUMI_CONFIG_PASSPHRASE+set}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
+			PULUMI_CONFIG_PASSPHRASE=''
+			export PULUMI_CONFIG_PASSPHRASE
+			say "PULUMI_CONFIG_PASSPHRASE set to empty: checked Pulumi.$stack.yaml and its state, this stack holds no secrets"
+		else
+			say "the passphrase set is empty: checked Pulumi.$stack.yaml and its state, this stack holds no secrets"
+		fi
 		return 0
 	fi
 	case $verdict in
@@ -191,7 +221,8 @@ else
 	whoami_reason=${whoami_error##*"$newline"}
 	say "not logged in to a Pulumi backend (pulumi whoami: ${whoami_reason:-failed})"
 	say "keeping this project's state in $state_dir; run 'pulumi login' first to use another backend"
-	if [ -z "${PULUMI_CONFIG_PASSPHRASE+set}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE+set}" ]; then
+	# Checked whenever the passphrase in effect is empty, set by the user or not.
+	if passphrase_empty; then
 		choose_passphrase "$@"
 	fi
 fi

@@ -1,7 +1,8 @@
 """What tools/pulumi-stack.sh needs to know about a stack, read without the stack's passphrase.
 
-Standard library only: the wrapper runs it before anything else and must not depend on a
-working virtualenv.
+Standard library only, but for PyYAML when the interpreter has it (the project's venv does): the
+wrapper runs it before anything else and must not depend on a working virtualenv. Without PyYAML
+a stack file that is not JSON is scanned line by line, any spelling of `secure:` counting.
 
     python3 tools/stackstate.py protected            < export.json   # URNs with protect: true
     python3 tools/stackstate.py present URN...       < export.json   # those of URN... in state
@@ -39,9 +40,7 @@ SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 - a type marker, n
 NO_SECRETS, HOLDS_SECRETS, CANNOT_TELL, OTHER_PROVIDER = 0, 1, 2, 3
 
 # `pulumi config set --secret` stores `key: {secure: v1:...}`; an object value may hold `secure:`
-# at any depth, and Pulumi reads any one-key map named `secure` as a secret. A line scan finds them
-# all without a YAML parser; a false match only asks for a passphrase that was not needed.
-SECURE_VALUE = re.compile(r"(?:^|[\s{,-])secure\s*:\s*\S")
+# at any depth, and Pulumi reads any one-key map named `secure` as a secret.
 SECRETS_PROVIDER = re.compile(r"^secretsprovider\s*:\s*(\S.*?)\s*$")
 PROJECT_NAME = re.compile(r"^name\s*:\s*['\"]?([^'\"#\s]+)")
 
@@ -84,6 +83,39 @@ def _holds_secret(value: object) -> bool:
     return False
 
 
+# Without a YAML parser: `secure:` as a key however quoted (`"secure":`, `'secure' :`).
+SECURE_ANY_QUOTE = re.compile(r"""(?:^|[\s{,-])["']?secure["']?\s*:\s*\S""")
+
+
+def _holds_secure(value: object) -> bool:
+    """Whether a stack file's document holds a `secure` value at any depth: Pulumi reads any
+    one-key map named `secure` as a secret (sdk/go/common/resource/config/value.go)."""
+    if isinstance(value, dict):
+        return "secure" in value or any(_holds_secure(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_secure(item) for item in value)
+    return False
+
+
+def _read_stack_file(path: Path) -> tuple[object, str]:
+    """(the stack file as data, or None when no parser here can read it; a problem)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        return None, f"{path.name}: cannot be read ({error})"
+    try:
+        import yaml  # optional: the venv has it, a bare python3 may not
+    except ImportError:
+        try:
+            return json.loads(text), ""  # JSON is YAML: a stack file written as JSON
+        except ValueError:
+            return None, ""
+    try:
+        return yaml.safe_load(text), ""
+    except yaml.YAMLError as error:
+        return None, f"{path.name}: not valid YAML ({' '.join(str(error).split())})"
+
+
 def _lines(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
 
@@ -107,12 +139,22 @@ def stack_secrets(project_dir: Path, stack: str, state_dir: Path) -> tuple[int, 
     stack_file = project_dir / f"Pulumi.{stack}.yaml"
     found: list[str] = []
     if stack_file.is_file():
-        lines = _lines(stack_file)
-        for line in lines:
-            provider = SECRETS_PROVIDER.match(line)
-            if provider and provider.group(1).strip("'\"") != "passphrase":
-                return OTHER_PROVIDER, [provider.group(1).strip("'\"")]
-        if any(SECURE_VALUE.search(line) for line in lines):
+        document, problem = _read_stack_file(stack_file)
+        if problem:
+            return CANNOT_TELL, [problem]
+        if document is None:
+            lines = _lines(stack_file)
+            providers = [m.group(1) for line in lines if (m := SECRETS_PROVIDER.match(line))]
+            secure = any(SECURE_ANY_QUOTE.search(line) for line in lines)
+        else:
+            raw = document.get("secretsprovider") if isinstance(document, dict) else None
+            providers = [str(raw)] if raw is not None else []
+            secure = _holds_secure(document)
+        for provider in providers:
+            name = provider.strip().strip("'\"")
+            if name and name != "passphrase":
+                return OTHER_PROVIDER, [name]
+        if secure:
             found.append(
                 f"{stack_file.name}: a `secure:` value (set with `pulumi config set --secret`)"
             )
