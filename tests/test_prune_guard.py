@@ -165,6 +165,50 @@ def test_a_prune_kpt_would_refuse_stops_the_step_before_the_apply(record, pids, 
     assert _ran(record) == ["kpt apply --dry-run"]
 
 
+def test_an_apply_the_dry_run_shows_skipped_stops_the_step_with_what_to_do(record, pids, package):
+    step = _apply(record, pids, package, "dry-run-apply-skipped")
+
+    assert step.code == 1
+    assert _summary(step.stderr) == [
+        "[headscale] apply failed (apply skipped): kpt would skip applying 2 object(s) of "
+        "package headscale (its dry run says so), and the apply would change the rest and then "
+        "fail; nothing was applied",
+        "[headscale]   Service headscale/headscale: exists in the cluster outside any "
+        "inventory (made by hand or by the bash loop); to let package headscale take it over, "
+        "set `adopt: true` on it in packages.yaml",
+        "[headscale]   apps/Deployment headscale/headscale: belongs to another package's "
+        "inventory; keep it in one package only (remove it from this package's files, or "
+        "destroy it from the other first). Never `adopt` it: adopt does not take another "
+        "package's objects",
+    ]
+    assert _ran(record) == ["kpt apply --dry-run"]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "headline"),
+    [
+        (
+            "dry-run-apply-skip-counted-only",
+            "kpt live apply --dry-run counts 1 skipped apply(s) but named none",
+        ),
+        (
+            "dry-run-prune-count-lies",
+            "kpt live apply --dry-run counts 3 object(s) to prune but named 2",
+        ),
+    ],
+)
+def test_a_dry_run_whose_counts_its_events_do_not_add_up_to_is_no_answer(
+    record, pids, package, scenario, headline
+):
+    step = _apply(record, pids, package, scenario)
+
+    assert step.code == 1
+    assert _summary(step.stderr)[0].startswith(
+        f"[headscale] apply failed (prune check failed): {headline}"
+    ), step.stderr
+    assert _ran(record) == ["kpt apply --dry-run"]
+
+
 def test_an_older_kpt_that_stops_before_its_prunes_is_no_answer(record, pids, package):
     """Older kpt prints a "completed" event after each task; exit 0 right after the apply's says
     nothing of the prunes, so the check fails instead of letting the apply prune unchecked."""

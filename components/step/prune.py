@@ -35,6 +35,7 @@ from components.step.events import (
     KEPT_BY_ANNOTATION,
     Event,
     ObjectResult,
+    Summary,
     meaningful_tail,
     parse_event,
     summarize,
@@ -51,6 +52,7 @@ __all__ = [
     "CLUSTER_SCOPED_KINDS",
     "ENTRY",
     "GUARDED_KINDS",
+    "ApplySkippedError",
     "PruneBlockedError",
     "PruneCheckFailedError",
     "PruneRefusedError",
@@ -128,10 +130,8 @@ def _confirm_no_resource_groups(deadline: int, cluster: Cluster) -> None:
         )
 
 
-def _dry_run(
-    package: str, argv: Sequence[str], deadline: int, cluster: Cluster
-) -> list[ObjectResult] | None:
-    """The prune results of ``argv`` with ``--dry-run``; None when kpt never deployed here."""
+def _dry_run(package: str, argv: Sequence[str], deadline: int, cluster: Cluster) -> Summary | None:
+    """What ``argv`` with ``--dry-run`` reported; None when kpt never deployed here."""
     label = "kpt live apply --dry-run"
     events: list[Event] = []
     text: list[str] = []
@@ -184,7 +184,63 @@ def _dry_run(
                 *(f"stderr: {line}" for line in stderr),
             ],
         )
-    return [r for r in summary.results if r.action == "prune"]
+    return summary
+
+
+class ApplySkippedError(StepError):
+    """The dry run shows kpt would skip applying objects: the real apply would change part of the
+    package and then fail on them."""
+
+    kind = "apply skipped"
+
+
+# cli-utils' reason for an apply the inventory policy refused, with the live object's status:
+# Empty (no owning inventory) or NoMatch (another one's) (pkg/inventory/policy.go).
+_POLICY_SKIP = re.compile(r"inventory policy prevented actuation \(strategy: Apply, status: (\w+)")
+
+
+def _skipped_apply_advice(package: str, result: ObjectResult) -> str:
+    match = _POLICY_SKIP.search(result.detail)
+    status = match.group(1) if match else ""
+    if status == "Empty":
+        return (
+            f"{result.obj}: exists in the cluster outside any inventory (made by hand or by the "
+            f"bash loop); to let package {package} take it over, set `adopt: true` on it in "
+            "packages.yaml"
+        )
+    if status == "NoMatch":
+        return (
+            f"{result.obj}: belongs to another package's inventory; keep it in one package only "
+            "(remove it from this package's files, or destroy it from the other first). Never "
+            "`adopt` it: adopt does not take another package's objects"
+        )
+    return f"{result.obj}: {result.detail or 'skipped by kpt'}"
+
+
+def _check_dry_run(package: str, summary: Summary) -> list[ObjectResult]:
+    """The dry run's prune results, after refusing what it already shows will fail: applies kpt
+    skips, and a prune count its summary gives that its prune events do not add up to."""
+    skipped = [r for r in summary.results if r.action == "apply" and r.status == "Skipped"]
+    reported_apply = summary.reported.get("apply")
+    if not skipped and reported_apply is not None and reported_apply.skipped:
+        raise PruneCheckFailedError(
+            f"kpt live apply --dry-run counts {reported_apply.skipped} skipped apply(s) but named "
+            "none, so what the apply would leave out is unknown; nothing was applied"
+        )
+    if skipped:
+        raise ApplySkippedError(
+            f"kpt would skip applying {len(skipped)} object(s) of package {package} (its dry run "
+            "says so), and the apply would change the rest and then fail; nothing was applied",
+            [_skipped_apply_advice(package, r) for r in skipped],
+        )
+    prunes = [r for r in summary.results if r.action == "prune"]
+    reported = summary.reported.get("prune")
+    if reported is not None and reported.count != len(prunes):
+        raise PruneCheckFailedError(
+            f"kpt live apply --dry-run counts {reported.count} object(s) to prune but named "
+            f"{len(prunes)}, so what it would prune is unknown; nothing was applied"
+        )
+    return prunes
 
 
 def check_prunes(
@@ -196,10 +252,11 @@ def check_prunes(
 ) -> int:
     """Run the dry run of ``apply_argv``; raise PruneRefusedError naming every guarded object kpt
     would prune that ``allowed`` does not name. The number of objects kpt would prune."""
-    results = _dry_run(package, apply_argv, deadline, cluster)
-    if results is None:
+    dry_run = _dry_run(package, apply_argv, deadline, cluster)
+    if dry_run is None:
         logs.say(package, "prune check: no ResourceGroup CRD in the cluster yet, nothing to prune")
         return 0
+    results = _check_dry_run(package, dry_run)
     kept = [r for r in results if r.status == "Skipped" and r.detail.startswith(KEPT_BY_ANNOTATION)]
     pruned = [r for r in results if r.status != "Skipped"]
     # Any other skip (a Namespace still in use, an object another inventory owns) fails the apply
