@@ -10,7 +10,7 @@ one needs, so the edges are explicit in state):
 4. `<package>-<kind>-<name>` native Kubernetes objects from `manifests`
 
 With `secrets` (see `components/secrets.py`): `<package>-wait-namespace` and
-`<package>-secret-<name>` beside the apply, before the native objects; `<package>-restart`
+`<package>-secret-<name>` beside the apply, before the native objects; `<package>-restart-<secret>`
 after the apply, which restarts the workloads that use a Secret when one of its values changes.
 
 Why it is built this way:
@@ -42,7 +42,7 @@ from components.config import CatalogConfig, PackageSpec, WaitSpec
 from components.environment import apply_environment, inventory_environment
 from components.gates import BACKSTOP_SECONDS, declare_gate
 from components.native import KubernetesObject
-from components.secrets import declare_restart, declare_secrets, mounting_workloads
+from components.secrets import declare_restart, declare_secrets, workloads_by_secret
 
 __all__ = ["KptPackage", "KptPackageArgs", "KubernetesObject"]
 
@@ -149,7 +149,7 @@ class KptPackage(pulumi.ComponentResource):
             declare_restart(
                 package,
                 args.config,
-                workloads=mounting_workloads(package.directory, spec.secrets),
+                workloads=workloads_by_secret(package.directory, spec.secrets),
                 values=args.secret_values,
                 parent=child,
                 after=[apply, *secrets],

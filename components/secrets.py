@@ -23,10 +23,12 @@ Children this adds to a package (`KptPackage` calls `declare_secrets`, then `dec
 - `<package>-secret-<name>`: the native Secret (type Opaque, `stringData` from the secret config
   values), after the gate. The package's native manifests depend on it, so `pulumi destroy`
   deletes it after them: the Tailscale operator needs its credentials to release the Connector.
-- `<package>-restart`: on create nothing; on update (a value changed: its environment carries a
-  secret digest of the values) `kubectl rollout restart` and `rollout status` of the workloads in
-  the package that reference one of the Secrets by name. Rotation changes only the Secret and
-  this Command.
+- `<package>-restart-<name>`, one per Secret that a workload of the package uses: on create
+  nothing; on update (one of that Secret's values changed: its environment carries a secret
+  digest of them) `kubectl rollout restart` and `rollout status` of exactly the workloads that
+  reference that Secret (volumes, projected volumes, `env` and `envFrom`, init containers
+  included). Rotating one Secret restarts its workloads only. A package's only Secret keeps the
+  name it had before (`<package>-restart`) through an alias.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ __all__ = [
     "mounting_workloads",
     "restart_environment",
     "secret_values",
+    "workloads_by_secret",
 ]
 
 _RESTART = kptstep.step_command(kptstep.SUBCOMMAND_RESTART)
@@ -213,13 +216,22 @@ def _workload_of(document: object) -> tuple[Workload, set[str]] | None:
 
 
 def mounting_workloads(directory: Path, secrets: Sequence[SecretSpec]) -> tuple[Workload, ...]:
-    """The package's workloads whose pods reference one of `secrets` by name, in their namespace.
+    """The package's workloads whose pods reference one of `secrets` by name, in their namespace."""
+    found = {w for used in workloads_by_secret(directory, secrets).values() for w in used}
+    return tuple(sorted(found))
+
+
+def workloads_by_secret(
+    directory: Path, secrets: Sequence[SecretSpec]
+) -> dict[str, tuple[Workload, ...]]:
+    """For each of `secrets` (by name), the package's workloads whose pods reference it, in its
+    namespace, sorted.
 
     Reads the files kpt reads, as kpt reads them (`components.files`, `components.kptyaml`), so a
     workload written as JSON, in flow style or with a quoted key is found too; what cannot be
     read or parsed is left to the catalog's checks, which report it."""
-    wanted = {(s.namespace, s.name) for s in secrets}
-    found: set[Workload] = set()
+    by_name: dict[str, set[Workload]] = {secret.name: set() for secret in secrets}
+    namespaces = {secret.name: secret.namespace for secret in secrets}
     for file in read_package_files(directory).files:
         if unsafe_yaml(file.content) is not None or file.relative.endswith("Kptfile"):
             continue
@@ -235,9 +247,10 @@ def mounting_workloads(directory: Path, secrets: Sequence[SecretSpec]) -> tuple[
             if parsed is None:
                 continue
             workload, referenced = parsed
-            if any((workload.namespace, name) in wanted for name in referenced):
-                found.add(workload)
-    return tuple(sorted(found))
+            for name in referenced:
+                if name in by_name and namespaces[name] == workload.namespace:
+                    by_name[name].add(workload)
+    return {name: tuple(sorted(found)) for name, found in by_name.items()}
 
 
 def _namespace_gate(
@@ -326,11 +339,13 @@ def restart_environment(
     config: CatalogConfig,
     workloads: Sequence[Workload],
     values: Mapping[str, Mapping[str, pulumi.Output[str]]],
+    secret: SecretSpec,
 ) -> dict[str, pulumi.Input[str]]:
-    """What `kptstep.py restart` needs; the digest of the values is a Pulumi secret. Neither
-    the package's digest nor the re-apply generation: a re-apply never restarts anything."""
+    """What `kptstep.py restart` needs to restart `workloads` when `secret` changes; the digest
+    of its values is a Pulumi secret. Neither the package's digest nor the re-apply generation:
+    a re-apply never restarts anything."""
     spec = package.spec
-    ordered = [values[s.name][k] for s in spec.secrets for k, _config_key in s.data]
+    ordered = [values[secret.name][k] for k, _config_key in secret.data]
     digest: pulumi.Output[str] = pulumi.Output.secret(pulumi.Output.all(*ordered).apply(_digest))
     return {
         kptstep.ENV_PACKAGE: spec.name,
@@ -347,29 +362,39 @@ def declare_restart(
     package: LoadedPackage,
     config: CatalogConfig,
     *,
-    workloads: Sequence[Workload],
+    workloads: Mapping[str, Sequence[Workload]],
     values: Mapping[str, Mapping[str, pulumi.Output[str]]],
     parent: pulumi.ResourceOptions,
     after: Sequence[pulumi.Resource],
-) -> command.local.Command | None:
-    """`<package>-restart`, when a workload of the package references one of its Secrets."""
+) -> list[command.local.Command]:
+    """`<package>-restart-<secret>` for each Secret a workload of the package references
+    (`workloads`: by Secret name, from `workloads_by_secret`)."""
     spec = package.spec
-    if not spec.secrets or not workloads:
-        return None
-    # Each workload: a restart, then a rollout status bounded by the reconcile timeout.
-    deadline = len(workloads) * (spec.reconcile_timeout + BACKSTOP_SECONDS)
-    return command.local.Command(
-        f"{spec.name}-restart",
-        # Created with the Secrets: the workloads start with the current values already.
-        create=None,
-        update=_RESTART,
-        environment=restart_environment(package, config, workloads, values),
-        add_previous_output_in_env=False,
-        opts=pulumi.ResourceOptions.merge(
-            parent,
-            pulumi.ResourceOptions(
-                depends_on=list(after),
-                custom_timeouts=pulumi.CustomTimeouts(update=f"{deadline}s"),
-            ),
-        ),
-    )
+    restarts = []
+    for secret in spec.secrets:
+        used = workloads.get(secret.name, ())
+        if not used:
+            continue
+        # Each workload: a restart, then a rollout status bounded by the reconcile timeout.
+        deadline = len(used) * (spec.reconcile_timeout + BACKSTOP_SECONDS)
+        # With one Secret, the restart had the package's name only, and the same environment.
+        former = [pulumi.Alias(name=f"{spec.name}-restart")] if len(spec.secrets) == 1 else []
+        restarts.append(
+            command.local.Command(
+                f"{spec.name}-restart-{secret.name}",
+                # Created with the Secrets: the workloads start with the current values already.
+                create=None,
+                update=_RESTART,
+                environment=restart_environment(package, config, used, values, secret),
+                add_previous_output_in_env=False,
+                opts=pulumi.ResourceOptions.merge(
+                    parent,
+                    pulumi.ResourceOptions(
+                        depends_on=list(after),
+                        custom_timeouts=pulumi.CustomTimeouts(update=f"{deadline}s"),
+                        aliases=former,
+                    ),
+                ),
+            )
+        )
+    return restarts

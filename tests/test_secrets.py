@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from components.config import ConfigError, SecretSpec, parse_config, secret_config_keys
-from components.secrets import Workload, mounting_workloads
+from components.secrets import Workload, mounting_workloads, workloads_by_secret
 from tests import test_make
 from tests.harness import (
     ROOT,
@@ -30,7 +30,7 @@ from tools import stackfile
 SECRET_TYPE = "kubernetes:core/v1:Secret"  # noqa: S105 - a type token, not a password
 SECRET = "tailscale-secret-operator-oauth"  # noqa: S105 - a resource name
 GATE = "tailscale-wait-namespace"
-RESTART = "tailscale-restart"
+RESTART = "tailscale-restart-operator-oauth"
 CONNECTOR = "tailscale-connector-cluster-subnet-router"
 # How the SDK marks a secret value on the wire (pulumi/runtime/rpc.py, _special_sig_key).
 # Made-up credentials, distinctive enough to look for anywhere.
@@ -171,9 +171,21 @@ def test_the_restart_runs_after_the_secret_and_the_apply_and_only_on_update(
     assert "triggers" not in restart.inputs  # a value change is an update, never a replacement
 
 
+def test_a_packages_only_secret_keeps_the_restart_it_had_through_an_alias(
+    run: ProgramRun,
+) -> None:
+    (restart,) = [r for r in run.registrations if r.name == RESTART]
+    assert restart.aliases == (
+        "urn:pulumi:dev::kpt-catalog::kpt-catalog:index:KptPackage$command:local:Command::"
+        "tailscale-restart",
+    )
+
+
 def test_packages_without_secrets_get_none_of_it(run: ProgramRun) -> None:
     extra = [
-        n for n in run.names() if "-secret-" in n or n.endswith(("-wait-namespace", "-restart"))
+        n
+        for n in run.names()
+        if "-secret-" in n or n.endswith("-wait-namespace") or "-restart-" in n
     ]
     assert sorted(extra) == sorted([SECRET, GATE, RESTART])
 
@@ -531,6 +543,45 @@ def test_the_workloads_that_reference_the_secret_are_found(tmp_path: Path) -> No
         Workload("deployment", "ns", "by-volume"),
         Workload("statefulset", "ns", "by-env"),
     )
+
+
+def test_each_secret_restarts_only_the_workloads_that_use_it(tmp_path: Path) -> None:
+    """Rotating one of two Secrets restarts its workloads only, found however they are written
+    (JSON, flow style, a quoted `"kind"` key, an init container)."""
+    (tmp_path / "Kptfile").write_text("apiVersion: kpt.dev/v1\nkind: Kptfile\n")
+    (tmp_path / "api.json.yaml").write_text(
+        json.dumps(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "api", "namespace": "ns"},
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "initContainers": [
+                                {"name": "i", "envFrom": [{"secretRef": {"name": "db"}}]}
+                            ],
+                            "containers": [{"name": "c"}],
+                        }
+                    }
+                },
+            }
+        )
+    )
+    (tmp_path / "worker.yaml").write_text(
+        '{"apiVersion": apps/v1, "kind": StatefulSet, metadata: {name: worker, namespace: ns},'
+        " spec: {template: {spec: {containers: [{name: c, env: [{name: T, valueFrom:"
+        " {secretKeyRef: {name: oauth, key: k}}}]}]}}}}\n"
+    )
+    secrets = [
+        SecretSpec("db", "ns", (("password", "dbPassword"),)),
+        SecretSpec("oauth", "ns", (("k", "oauthKey"),)),
+    ]
+
+    assert workloads_by_secret(tmp_path, secrets) == {
+        "db": (Workload("deployment", "ns", "api"),),
+        "oauth": (Workload("statefulset", "ns", "worker"),),
+    }
 
 
 # --- the steps, run as the command provider runs them -------------------------------------------

@@ -98,7 +98,7 @@ def render_plan(
 
 
 def _restarted(package: LoadedPackage | None) -> str:
-    """The workloads `<package>-restart` restarts, as the plan names them."""
+    """The workloads the `<package>-restart-<secret>` Commands restart, as the plan names them."""
     if package is None:
         return "the workloads that use them"
     workloads = mounting_workloads(package.directory, package.spec.secrets)

@@ -63,7 +63,7 @@ STEP_RANK = {"inventory": -1, "wait-before": 0, "apply": 1, "wait-after": 2}
 # the apply, the restart after it (components/secrets.py); their order is checked on its own.
 SECRET = "tailscale-secret-operator-oauth"  # noqa: S105 - a resource name
 NAMESPACE_GATE = "tailscale-wait-namespace"
-RESTART = "tailscale-restart"
+RESTART = "tailscale-restart-operator-oauth"
 SIDE_STEPS = (SECRET, NAMESPACE_GATE, RESTART)
 # The OAuth client the stack's secret config holds (made up: the stand-in operator only checks
 # that its files are not empty); the takeover test creates the same by hand first.
