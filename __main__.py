@@ -69,6 +69,11 @@ provider = kubernetes.Provider(
     enable_secret_mutable=True,
 )
 
+# Every name a package of the graph has or had: a native object moved between two of them keeps
+# its identity (components.kpt_package.moved_from).
+package_names = tuple(
+    dict.fromkeys(n for p in catalog.packages for n in (p.spec.name, *p.spec.former_names))
+)
 deployed: dict[str, KptPackage] = {}
 for package in catalog.packages:  # deploy order: everything a package needs exists already
     needs = tuple(deployed[need] for need in package.spec.needs)
@@ -82,6 +87,11 @@ for package in catalog.packages:  # deploy order: everything a package needs exi
             secret_values={
                 secret.name: secret_values(stack_config, secret) for secret in package.spec.secrets
             },
+            other_packages=tuple(
+                n
+                for n in package_names
+                if n != package.spec.name and n not in package.spec.former_names
+            ),
         ),
         pulumi.ResourceOptions(depends_on=list(needs), protect=package.spec.protect),
     )

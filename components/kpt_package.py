@@ -28,7 +28,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,9 @@ class KptPackageArgs:
     """Components of the packages this one needs; its first step waits for all of them."""
     secret_values: Mapping[str, Mapping[str, pulumi.Output[str]]] = field(default_factory=dict)
     """Data of each of the package's `secrets`, by Secret name: key -> secret config value."""
+    other_packages: tuple[str, ...] = ()
+    """The names (and former names) of the graph's other packages: a native object or Secret
+    moved here from one of them is the same resource to Pulumi (`moved_from`)."""
 
 
 class KptPackage(pulumi.ComponentResource):
@@ -121,6 +124,7 @@ class KptPackage(pulumi.ComponentResource):
             parent=child,
             beside_apply=upstream,
             rollback=[inventory],
+            moved=lambda resource_name: moved_from(resource_name, name, args.other_packages),
         )
 
         apply_deadline = spec.apply_timeout + spec.reconcile_timeout + BACKSTOP_SECONDS
@@ -170,6 +174,7 @@ class KptPackage(pulumi.ComponentResource):
                     pulumi.ResourceOptions.merge(
                         child,
                         pulumi.ResourceOptions(
+                            aliases=moved_from(object_name, name, args.other_packages),
                             provider=args.provider,
                             # After the Secrets: deleted before them (an operator may need its
                             # credentials to release the object's finalizer).
@@ -222,6 +227,22 @@ def _inventory_policy(spec: PackageSpec) -> dict[str, str]:
     """`adopt: true`: kpt may take over objects outside any inventory. Absent otherwise, so that
     stacks deployed before the option existed see no change."""
     return {kptstep.ENV_INVENTORY_POLICY: "adopt"} if spec.adopt else {}
+
+
+def moved_from(
+    resource_name: str, package: str, others: Sequence[str]
+) -> list[pulumi.Input[pulumi.Alias]]:
+    """Aliases naming `resource_name` (a child of `package`, named after it) as a child of each
+    of `others`: a native object moved from one package to another in packages.yaml is then
+    found in state under its old URN and kept, instead of being created (taken over by the
+    provider's upsert) and then deleted with the old resource (the hazard pulumi-kubernetes'
+    4.29 changelog warns of). Aliases to URNs that are not in state are ignored by the engine."""
+    suffix = resource_name.removeprefix(package)
+    return [
+        pulumi.Alias(name=other + suffix, parent=pulumi.create_urn(other, TYPE_TOKEN))
+        for other in others
+        if other != package
+    ]
 
 
 def _renamed_from(name: str, former_names: tuple[str, ...]) -> pulumi.ResourceOptions:

@@ -282,11 +282,14 @@ def declare_secrets(
     parent: pulumi.ResourceOptions,
     beside_apply: Sequence[pulumi.Resource],
     rollback: Sequence[pulumi.Resource] = (),
+    moved: Callable[[str], Sequence[pulumi.Input[pulumi.Alias]]] = lambda _name: (),
 ) -> list[KubernetesObject]:
     """The package's Secrets, after a gate that sees kpt create their namespace.
 
     `values` maps each Secret's name to its data (from `secret_values`). `beside_apply` is what
     the package's apply depends on: the gate waits for the same, so it runs beside the apply.
+    `moved(resource name)` gives the aliases under which a Secret moved from another package is
+    known (components.kpt_package.moved_from).
     `rollback` is what must outlive the Secrets on destroy (the resource whose delete runs `kpt
     live destroy`, which removes the namespace): the gate depends on it, the Secrets on the gate.
     """
@@ -314,7 +317,12 @@ def declare_secrets(
                 "stringData": pulumi.Output.secret(dict(values[secret.name])),
             },
             pulumi.ResourceOptions.merge(
-                parent, pulumi.ResourceOptions(provider=provider, depends_on=[gate])
+                parent,
+                pulumi.ResourceOptions(
+                    provider=provider,
+                    depends_on=[gate],
+                    aliases=list(moved(f"{spec.name}-secret-{secret.name}")),
+                ),
             ),
             # What pulumi_kubernetes.core.v1.Secret adds: the values stay encrypted as outputs.
             secret_outputs=("data", "stringData"),

@@ -195,3 +195,28 @@ def test_a_hand_edited_connector_is_a_conflict_make_diff_names_before_make_up_me
     up = journey.up()
     assert up.returncode != 0
     assert "conflict" in (up.stdout + up.stderr).lower()
+
+
+def test_moving_the_connector_to_another_package_changes_nothing_in_the_cluster(
+    journey: Journey,
+) -> None:
+    _ok(journey.up(), "make up")
+    before = journey.json("get", "connectors.tailscale.com", "cluster-subnet-router")
+    tailscale = next(p for p in journey.packages if p["name"] == "tailscale")
+    headscale = next(p for p in journey.packages if p["name"] == "headscale")
+    headscale["manifests"] = tailscale.pop("manifests")
+    journey.write_stack()
+
+    _ok(journey.up(), "make up after the move")
+
+    after = journey.json("get", "connectors.tailscale.com", "cluster-subnet-router")
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert "deletionTimestamp" not in after["metadata"]
+    assert any(
+        urn.endswith("::headscale-connector-cluster-subnet-router") for urn in journey.urns()
+    )
+    assert not any(
+        urn.endswith("::tailscale-connector-cluster-subnet-router") for urn in journey.urns()
+    )
+    out = _ok(journey.make("diff"), "make diff")
+    assert "5 of 5 package(s) in sync" in out, out
