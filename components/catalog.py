@@ -7,6 +7,7 @@ so no resource is registered from a catalog that kpt would reject or misorder.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -127,10 +128,13 @@ def _check_package_files(
             f"({', '.join(sorted(scan.nested_packages))}); kpt would apply them as part of "
             f"{spec.name!r}. Point path at a leaf package"
         )
-    fix = (
-        f"run `kpt live init {directory} --name {spec.name} --namespace <namespace> "
-        f"--inventory-id kpt-catalog-{spec.name}` once and commit resourcegroup.yaml"
+    init = shlex.join(
+        [
+            *("kpt", "live", "init", str(directory), "--name", spec.name),
+            *("--namespace", "NAMESPACE", "--inventory-id", f"kpt-catalog-{spec.name}"),
+        ]
     )
+    fix = f"run `{init}` once (NAMESPACE: where the inventory lives) and commit resourcegroup.yaml"
     if not scan.inventories:
         has_kptfile = (directory / "Kptfile").is_file()
         what = "no inventory" if has_kptfile else "not a kpt package (no Kptfile, no inventory)"

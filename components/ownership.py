@@ -9,12 +9,13 @@ taken over by whichever applied last and deleted by whichever is destroyed first
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from components.config import ManifestSpec, PackageSpec
-from components.scan import KindRef, ManifestDocument, ObjectId, PackageScan
+from components.scan import Inventory, KindRef, ManifestDocument, ObjectId, PackageScan
 
 __all__ = ["MAX_ARG_STRLEN", "Owned", "arg_max", "check_environment_sizes", "check_owners"]
 
@@ -67,6 +68,49 @@ def _shared_paths(packages: Sequence[Owned]) -> list[str]:
     return problems
 
 
+def _own_inventory_advice(package: Owned, other: str, inventory: Inventory) -> str:
+    """How to give `package` an inventory of its own, safe to paste (every value quoted), for
+    both cases: a package the cluster never ran with this inventory, and one it did, where a new
+    id would make kpt refuse every later apply ("inventory-id of inventory object in cluster
+    doesn't match provided id")."""
+    name = package.spec.name
+    init = shlex.join(
+        [
+            "kpt",
+            "live",
+            "init",
+            str(package.directory),
+            "--name",
+            name,
+            "--namespace",
+            inventory.namespace,
+            "--inventory-id",
+            f"kpt-catalog-{name}",
+            "--force",
+        ]
+    )
+    check = shlex.join(
+        [
+            "kubectl",
+            "get",
+            "resourcegroups.kpt.dev",
+            inventory.name,
+            "-n",
+            inventory.namespace,
+            "-o",
+            "jsonpath={.spec.resources}",
+        ]
+    )
+    return (
+        f"First see which package the cluster holds under it: `{check}`. If it lists none of "
+        f"{name!r}'s objects ({name!r} was never deployed with it), give {name!r} its own: "
+        f"`{init}`. If it does, never re-initialise {name!r} (kpt would then refuse every "
+        "apply of it: the inventory-id in the cluster would no longer match); re-initialise "
+        f"{other!r} instead if the cluster does not hold it, and otherwise move the objects of "
+        "one package into the other"
+    )
+
+
 def _shared_inventories(packages: Sequence[Owned], scans: Mapping[str, PackageScan]) -> list[str]:
     problems: list[str] = []
     first_with: dict[str, Owned] = {}  # by "id <id>" and by "name <name> <namespace>"
@@ -89,10 +133,8 @@ def _shared_inventories(packages: Sequence[Owned], scans: Mapping[str, PackageSc
             problems.append(
                 f"{package.key}.path: packages {first.spec.name!r} ({there}) and "
                 f"{package.spec.name!r} ({package.directory}/{inventory.source}) share the "
-                f"{what}: each apply would prune the other's objects. Give "
-                f"{package.spec.name!r} its own: `kpt live init {package.directory} --name "
-                f"{package.spec.name} --namespace {inventory.namespace} --inventory-id "
-                f"kpt-catalog-{package.spec.name} --force`"
+                f"{what}: each apply would prune the other's objects. "
+                + _own_inventory_advice(package, first.spec.name, inventory)
             )
     return problems
 

@@ -8,6 +8,7 @@ nothing was registered.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -69,11 +70,38 @@ def test_one_inventory_in_two_packages_names_both(
     assert (
         f"packages[3].path: packages 'cilium' ({catalog}/networking/cilium/resourcegroup.yaml) "
         f"and 'headscale' ({catalog}/mesh/headscale/resourcegroup.yaml) share the inventory id "
-        "'kpt-catalog-cilium': each apply would prune the other's objects. Give 'headscale' its "
-        f"own: `kpt live init {catalog}/mesh/headscale --name headscale --namespace kube-system "
-        "--inventory-id kpt-catalog-headscale --force`"
+        "'kpt-catalog-cilium': each apply would prune the other's objects. First see which "
+        "package the cluster holds under it: `kubectl get resourcegroups.kpt.dev cilium -n "
+        "kube-system -o 'jsonpath={.spec.resources}'`. If it lists none of 'headscale''s "
+        "objects ('headscale' was never deployed with it), give 'headscale' its own: "
+        f"`kpt live init {catalog}/mesh/headscale --name headscale --namespace kube-system "
+        "--inventory-id kpt-catalog-headscale --force`. If it does, never re-initialise "
+        "'headscale' (kpt would then refuse every apply of it"
     ) in error
     assert "share the inventory name 'cilium' in namespace 'kube-system'" in error
+
+
+def test_the_inventory_advice_is_safe_to_paste_from_a_hostile_path(
+    dev_config: dict[str, Any], catalog: Path
+) -> None:
+    hostile = catalog / "mesh" / "$(touch pwned)"
+    shutil.copytree(catalog / "mesh/headscale", hostile)
+    shutil.copy(catalog / "networking/cilium/resourcegroup.yaml", hostile / "resourcegroup.yaml")
+    _package(dev_config, "headscale")["path"] = "mesh/$(touch pwned)"
+
+    error = _refused(dev_config)
+
+    command = error.split("give 'headscale' its own: `", 1)[1].split("`", 1)[0]
+    assert shlex.split(command)[3] == str(hostile)  # one argument, never a substitution
+    result = subprocess.run(
+        ["sh", "-c", f"set -- {command}; printf '%s\\n' \"$4\""],
+        cwd=catalog,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == str(hostile)
+    assert not (catalog / "pwned").exists()
 
 
 def test_one_path_in_two_packages(dev_config: dict[str, Any]) -> None:
