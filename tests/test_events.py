@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from components.step.errors import IncompleteOutputError
-from components.step.events import Summary, classify, parse_event, summarize
+from components.step.errors import (
+    IncompleteOutputError,
+    ObjectsSkippedError,
+    ReconcileTimeoutError,
+)
+from components.step.events import (
+    KEPT_BY_ANNOTATION,
+    Summary,
+    classify,
+    parse_event,
+    summarize,
+)
 
 # `kpt live destroy --output=json` of an inventory that tracks no object (a first apply that
 # failed before kpt recorded anything), on a real kube-apiserver: exit 0, no delete summary.
@@ -87,3 +97,58 @@ def test_a_timeout_of_a_kind_the_cluster_already_had_still_fails() -> None:
     failure = classify("apply", "kpt live apply", 3, summary)
     assert failure is not None
     assert not _unwatched_new_kinds("envoy-gateway", failure, summary)
+
+
+# An apply's closing events as kpt printed them on the local control plane (type "summary").
+def _apply_summary(successful: int, skipped: int = 0, failed: int = 0) -> str:
+    count = successful + skipped + failed
+    return (
+        f'{{"action":"Apply","count":{count},"failed":{failed},"skipped":{skipped},'
+        f'"successful":{successful},"timestamp":"2026-12-03T11:37:09Z","type":"summary"}}'
+    )
+
+
+def _wait_summary(successful: int, timeout: int) -> str:
+    return (
+        f'{{"action":"Wait","count":{successful + timeout},"failed":0,"skipped":0,'
+        f'"successful":{successful},"timeout":{timeout},"timestamp":"2026-12-03T11:37:09Z",'
+        '"type":"summary"}'
+    )
+
+
+APPLIED = _event("apply", "Successful", "", "ConfigMap", "config", "headscale")
+
+
+def test_a_skip_only_the_summary_counts_fails_the_apply_though_kpt_exits_0() -> None:
+    summary = _summary([APPLIED, _apply_summary(1, skipped=1)])
+
+    failure = classify("apply", "kpt live apply", 0, summary)
+
+    assert isinstance(failure, ObjectsSkippedError)
+    assert "kpt's summary counted 1 skipped object(s)" in failure.details
+
+
+def test_a_prune_skipped_for_another_reason_than_the_keep_annotation_fails_the_apply() -> None:
+    in_use = (
+        '{"type":"prune","status":"Skipped","group":"","kind":"Namespace","namespace":"",'
+        '"name":"headscale","error":"namespace still in use: headscale",'
+        '"timestamp":"2026-12-03T11:37:09Z"}'
+    )
+    kept = in_use.replace("namespace still in use: headscale", KEPT_BY_ANNOTATION + " (x)")
+
+    assert isinstance(
+        classify("apply", "kpt live apply", 0, _summary([APPLIED, in_use, _apply_summary(1)])),
+        ObjectsSkippedError,
+    )
+    assert classify("apply", "kpt live apply", 0, _summary([APPLIED, kept, _apply_summary(1)])) is (
+        None
+    )
+
+
+def test_timeouts_only_the_wait_summary_counts_fail_the_apply() -> None:
+    summary = _summary([APPLIED, _apply_summary(1), _wait_summary(0, timeout=1)])
+
+    failure = classify("apply", "kpt live apply", 0, summary)
+
+    assert isinstance(failure, ReconcileTimeoutError)
+    assert "kpt reported 1 object(s) timed out reconciling" in failure.details

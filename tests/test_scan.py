@@ -89,3 +89,37 @@ def test_digest_is_the_scan_digest_and_sees_paths_and_contents(tmp_path: Path) -
     assert renamed != first
     (tmp_path / "b.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n")
     assert package_digest(tmp_path) not in (first, renamed)
+
+
+def test_two_packages_whose_names_and_contents_run_together_alike_differ(tmp_path: Path) -> None:
+    """Two file sets whose names and contents, run together, are the same bytes: without each
+    name and content length-prefixed they would share a digest, and an edit would go unseen."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    (one / "a.yaml").write_text("x: 1\n# b.yaml")
+    (one / "c.yaml").write_text("")
+    (two / "a.yaml").write_text("x: 1\n# ")
+    (two / "b.yaml").write_text("c.yaml")
+    assert package_digest(one) != package_digest(two)
+
+
+def test_a_manifest_in_a_subdirectory_is_scanned(tmp_path: Path) -> None:
+    (tmp_path / "Kptfile").write_text(
+        "apiVersion: kpt.dev/v1\nkind: Kptfile\nmetadata: {name: p}\n"
+    )
+    (tmp_path / "crds" / "deep").mkdir(parents=True)
+    (tmp_path / "crds" / "deep" / "widget.yaml").write_text(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+        "metadata: {name: widgets.example.com}\n"
+        "spec: {group: example.com, names: {kind: Widget}}\n"
+    )
+    (tmp_path / "crds" / "ns.yaml").write_text(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: sub}\n"
+    )
+
+    scan = scan_package(tmp_path)
+
+    assert scan.provides == {KindRef("example.com", "Widget")}
+    assert scan.namespaces == {"sub"}
+    assert scan.objects == 2
