@@ -315,6 +315,14 @@ def _kubectl_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "KUBECTL_EXTERNAL_DIFF"}
 
 
+def _get_resource_group(
+    cluster: clusterops.Cluster, name: str, namespace: str, deadline: float
+) -> clusterops.Ran:
+    """`kubectl get` of a package's inventory (its ResourceGroup) as JSON."""
+    argv = ["kubectl", *cluster.flags(), "get", "resourcegroups.kpt.dev", name]
+    return clusterops.run_bounded([*argv, "-n", namespace, "-o", "json"], deadline=deadline)
+
+
 def _cluster_scoped_kinds(objects: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
     """The (group, kind) of every CRD among `objects` whose objects have no namespace."""
     scoped = set()
@@ -335,18 +343,7 @@ def _read_inventory(
 ) -> tuple[list[ObjectKey] | None, str, list[str]]:
     """(the inventory's objects, or None when the cluster has none yet; error; its details)."""
     inventory = package.inventory
-    argv = [
-        "kubectl",
-        *cluster.flags(),
-        "get",
-        "resourcegroups.kpt.dev",
-        inventory.name,
-        "-n",
-        inventory.namespace,
-        "-o",
-        "json",
-    ]
-    ran = clusterops.run_bounded(argv, deadline=deadline)
+    ran = _get_resource_group(cluster, inventory.name, inventory.namespace, deadline)
     if ran.killed:
         return None, "killed", []
     if ran.returncode != 0:
@@ -967,18 +964,9 @@ def removal_lines(removal: Removal, deadline: float, bound: str) -> tuple[list[s
     """What `kpt live destroy` of a deleted package would remove, read from its inventory in
     the cluster; (lines, whether an error stopped it)."""
     name = removal.package
-    argv = [
-        "kubectl",
-        *removal.cluster.flags(),
-        "get",
-        "resourcegroups.kpt.dev",
-        removal.inventory_name,
-        "-n",
-        removal.inventory_namespace,
-        "-o",
-        "json",
-    ]
-    ran = clusterops.run_bounded(argv, deadline=deadline)
+    ran = _get_resource_group(
+        removal.cluster, removal.inventory_name, removal.inventory_namespace, deadline
+    )
     if ran.killed:
         return [f"{name:<16} NOT CHECKED (stopped at {bound})"], True
     if ran.returncode != 0:

@@ -21,7 +21,7 @@ import yaml
 from tests.harness import EXAMPLE_CATALOG, ROOT, shipped_graph
 from world.session import World
 
-__all__ = ["OAUTH", "Journey", "open_journey"]
+__all__ = ["OAUTH", "Journey", "ok", "open_journey"]
 
 FAULTS_BIN = ROOT / "world" / "faults"
 OAUTH = {
@@ -39,6 +39,14 @@ BASH_LOOP = (
     "networking/envoy-gateway",
 )
 CONNECTOR_FILE = "mesh/tailscale/03-connector.yaml"
+
+
+def ok(result: subprocess.CompletedProcess[str], what: str) -> str:
+    """The output of a command that must have succeeded; else the failure, with its output."""
+    assert result.returncode == 0, (
+        f"{what} exited {result.returncode}:\n{result.stdout[-5000:]}\n{result.stderr[-3000:]}"
+    )
+    return result.stdout + result.stderr
 
 
 def journey_graph() -> list[dict[str, Any]]:

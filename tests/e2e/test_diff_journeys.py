@@ -5,46 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from components.kptyaml import load_documents
-from tests.e2e.journey import Journey, open_journey
+from tests.e2e.journey import Journey, ok
 from tests.harness import ROOT
-from world.binaries import Binaries, BuildError, find_binaries
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="session")
-def world_binaries() -> Binaries:
-    try:
-        return find_binaries()
-    except BuildError as error:
-        pytest.fail(f"the world's binaries could not be found or built: {error}", pytrace=False)
-
-
-@pytest.fixture
-def journey(
-    tmp_path: Path, world_binaries: Binaries, request: pytest.FixtureRequest
-) -> Iterator[Journey]:
-    opened = open_journey(tmp_path, world_binaries)
-    journey = next(opened)
-    yield journey
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        print(journey.transcript())
-    opened.close()
-
-
-def _ok(result: subprocess.CompletedProcess[str], what: str) -> str:
-    assert result.returncode == 0, (
-        f"{what} exited {result.returncode}:\n{result.stdout[-5000:]}\n{result.stderr[-3000:]}"
-    )
-    return result.stdout + result.stderr
 
 
 def _numbers_as_floats(value: object) -> object:
@@ -77,8 +46,8 @@ def test_a_package_is_read_as_kpt_reads_it(journey: Journey, tmp_path: Path) -> 
         '{"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t3"}}'
     )
     flags = ["--kubeconfig", str(journey.world.kubeconfig), "--context", journey.world.context]
-    _ok(journey.run(["kpt", "live", "init", str(package), "--namespace", "default"]), "init")
-    _ok(
+    ok(journey.run(["kpt", "live", "init", str(package), "--namespace", "default"]), "init")
+    ok(
         journey.run(
             ["kpt", "live", "apply", str(package), "--reconcile-timeout=60s", *flags], timeout=240
         ),
@@ -103,7 +72,7 @@ def test_make_diff_after_make_up_is_in_sync_for_values_yaml_1_1_reads_otherwise(
         "data:\n  flag: yes\n  mode: on\n  answer: n\n"
         "  since: !!str 2024-01-01\n"
     )
-    _ok(journey.up(), "make up")
+    ok(journey.up(), "make up")
 
     assert journey.json("get", "configmap", "flags", "-n", "headscale")["data"] == {
         "flag": "yes",
@@ -111,14 +80,14 @@ def test_make_diff_after_make_up_is_in_sync_for_values_yaml_1_1_reads_otherwise(
         "answer": "n",
         "since": "2024-01-01",
     }
-    out = _ok(journey.make("diff"), "make diff")
+    out = ok(journey.make("diff"), "make diff")
     assert "5 of 5 package(s) in sync" in out, out
 
 
 def test_make_diff_names_the_prune_make_up_stops_on_and_make_up_does_stop(
     journey: Journey,
 ) -> None:
-    _ok(journey.up(), "make up")
+    ok(journey.up(), "make up")
     (journey.catalog / "mesh/headscale/00-namespace.yaml").unlink()
 
     diff = journey.make("diff")
@@ -135,11 +104,11 @@ def test_make_diff_names_the_prune_make_up_stops_on_and_make_up_does_stop(
 
 
 def test_make_preview_names_the_objects_a_removed_package_deletes(journey: Journey) -> None:
-    _ok(journey.up(), "make up")
+    ok(journey.up(), "make up")
     journey.packages = [p for p in journey.packages if p["name"] != "headscale"]
     journey.write_stack()
 
-    out = _ok(journey.make("preview"), "make preview")
+    out = ok(journey.make("preview"), "make preview")
 
     lines = out.splitlines()
     head = next(line for line in lines if line.startswith("headscale "))
@@ -164,7 +133,7 @@ CONNECTOR_KEY = "Connector/cluster-subnet-router"
 def test_a_hand_edited_connector_is_a_conflict_make_diff_names_before_make_up_meets_it(
     journey: Journey,
 ) -> None:
-    _ok(journey.up(), "make up")
+    ok(journey.up(), "make up")
     edited = journey.kubectl(
         "patch",
         "connectors.tailscale.com",
@@ -184,7 +153,7 @@ def test_a_hand_edited_connector_is_a_conflict_make_diff_names_before_make_up_me
     assert 'conflict with "kubectl-edit"' in line and ".spec.hostname" in line
     assert "--field-manager=pulumi-kubernetes-" in line
     # make up leaves the hand edit: Pulumi compares with its state
-    _ok(journey.up(), "make up")
+    ok(journey.up(), "make up")
     connector = journey.json("get", "connectors.tailscale.com", "cluster-subnet-router")
     assert connector["spec"]["hostname"] == "edited-by-hand"
     # the next change of the manifest stops on the conflict, as make diff said
@@ -200,14 +169,14 @@ def test_a_hand_edited_connector_is_a_conflict_make_diff_names_before_make_up_me
 def test_moving_the_connector_to_another_package_changes_nothing_in_the_cluster(
     journey: Journey,
 ) -> None:
-    _ok(journey.up(), "make up")
+    ok(journey.up(), "make up")
     before = journey.json("get", "connectors.tailscale.com", "cluster-subnet-router")
     tailscale = next(p for p in journey.packages if p["name"] == "tailscale")
     headscale = next(p for p in journey.packages if p["name"] == "headscale")
     headscale["manifests"] = tailscale.pop("manifests")
     journey.write_stack()
 
-    _ok(journey.up(), "make up after the move")
+    ok(journey.up(), "make up after the move")
 
     after = journey.json("get", "connectors.tailscale.com", "cluster-subnet-router")
     assert after["metadata"]["uid"] == before["metadata"]["uid"]
@@ -218,5 +187,5 @@ def test_moving_the_connector_to_another_package_changes_nothing_in_the_cluster(
     assert not any(
         urn.endswith("::tailscale-connector-cluster-subnet-router") for urn in journey.urns()
     )
-    out = _ok(journey.make("diff"), "make diff")
+    out = ok(journey.make("diff"), "make diff")
     assert "5 of 5 package(s) in sync" in out, out

@@ -13,14 +13,12 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.journey import OAUTH, Journey, open_journey
+from tests.e2e.journey import OAUTH, Journey, ok
 from tests.harness import ROOT
-from world.binaries import Binaries, BuildError, find_binaries
 
 pytestmark = pytest.mark.e2e
 
@@ -28,37 +26,9 @@ CONNECTOR = "connectors.tailscale.com/cluster-subnet-router"
 FINALIZER = "tailscale.com/finalizer"
 
 
-@pytest.fixture(scope="session")
-def world_binaries() -> Binaries:
-    try:
-        return find_binaries()
-    except BuildError as error:
-        pytest.fail(f"the world's binaries could not be found or built: {error}", pytrace=False)
-
-
-@pytest.fixture
-def journey(
-    tmp_path: Path, world_binaries: Binaries, request: pytest.FixtureRequest
-) -> Iterator[Journey]:
-    opened = open_journey(tmp_path, world_binaries)
-    journey = next(opened)
-    yield journey
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        print(journey.transcript())  # pytest shows it with the failure
-    opened.close()
-
-
-def _ok(result: subprocess.CompletedProcess[str], what: str) -> str:
-    assert result.returncode == 0, (
-        f"{what} exited {result.returncode}:\n{result.stdout[-5000:]}\n{result.stderr[-3000:]}"
-    )
-    return result.stdout + result.stderr
-
-
 def _in_sync(journey: Journey) -> None:
     result = journey.make("diff")
-    out = _ok(result, "make diff")
+    out = ok(result, "make diff")
     assert "5 of 5 package(s) in sync" in out, out
 
 
@@ -81,7 +51,7 @@ def test_up_takes_over_a_cluster_the_bash_loop_built_changing_nothing(journey: J
     _in_sync(journey)
     before = journey.objects()
 
-    _ok(journey.up(), "make up")
+    ok(journey.up(), "make up")
 
     after = journey.objects()
     assert {k: v["uid"] for k, v in after.items()} == {k: v["uid"] for k, v in before.items()}, (
@@ -102,7 +72,7 @@ def test_up_takes_over_a_cluster_the_bash_loop_built_changing_nothing(journey: J
 
 
 def test_an_edited_file_is_diffed_applied_and_then_in_sync(journey: Journey) -> None:
-    _ok(journey.up(), "the first make up")
+    ok(journey.up(), "the first make up")
     _in_sync(journey)
     config = journey.catalog / "mesh/headscale/config.yaml"
     config.write_text(config.read_text().replace("0.0.0.0:8080", "0.0.0.0:8081"))
@@ -116,12 +86,12 @@ def test_an_edited_file_is_diffed_applied_and_then_in_sync(journey: Journey) -> 
     assert "4 of 5 package(s) in sync" in out, out
 
     journey.forget_calls()
-    _ok(journey.up(), "make up after the edit")
+    ok(journey.up(), "make up after the edit")
     assert _applied_packages(journey) == ["headscale"]
     _in_sync(journey)
 
     journey.forget_calls()
-    out = _ok(journey.up(), "a make up with nothing to do")
+    out = ok(journey.up(), "a make up with nothing to do")
     assert "live apply" not in _kpt_subcommands(journey), "a no-op up ran kpt live apply"
     assert "unchanged" in out
 
@@ -145,7 +115,7 @@ def test_a_first_apply_that_fails_early_rolls_back(journey: Journey) -> None:
     rg = journey.json("get", "resourcegroups.kpt.dev", "-n", "kube-system")
     assert [i["metadata"]["name"] for i in rg["items"]] == ["kube-vip"]  # recorded, empty
 
-    _ok(
+    ok(
         journey.make("destroy-all", "PULUMI_ARGS=--yes"),
         "make destroy-all after a failed first apply",
     )
@@ -154,12 +124,12 @@ def test_a_first_apply_that_fails_early_rolls_back(journey: Journey) -> None:
 
 
 def test_a_package_whose_objects_were_removed_by_hand_rolls_back(journey: Journey) -> None:
-    _ok(journey.up(), "make up")
-    _ok(
+    ok(journey.up(), "make up")
+    ok(
         journey.kubectl("delete", "namespace", "headscale", "--wait=true"),
         "kubectl delete namespace",
     )
-    out = _ok(journey.make("destroy", "PULUMI_ARGS=--yes"), "make destroy")
+    out = ok(journey.make("destroy", "PULUMI_ARGS=--yes"), "make destroy")
     assert "headscale" in out
     assert not [u for u in journey.urns() if "headscale" in u]
 
@@ -167,7 +137,7 @@ def test_a_package_whose_objects_were_removed_by_hand_rolls_back(journey: Journe
 def test_a_fresh_cluster_gets_the_oauth_secret_and_rotation_restarts_only_its_users(
     journey: Journey,
 ) -> None:
-    _ok(journey.up(), "make up on an empty cluster")
+    ok(journey.up(), "make up on an empty cluster")
     secret = journey.json("get", "secret/operator-oauth", "-n", "tailscale-system")
     assert sorted(secret["data"]) == ["client_id", "client_secret"]
 
@@ -184,7 +154,7 @@ def test_a_fresh_cluster_gets_the_oauth_secret_and_rotation_restarts_only_its_us
 
     before = templates()
     journey.set_secret("tailscaleOauthClientSecret", "journey-secret-2")
-    _ok(journey.up(), "make up after rotating the secret")
+    ok(journey.up(), "make up after rotating the secret")
     after = templates()
     assert after["operator"] != before["operator"], "the operator was not restarted"
     assert after["headscale"] == before["headscale"]
@@ -198,7 +168,7 @@ def test_a_fresh_cluster_gets_the_oauth_secret_and_rotation_restarts_only_its_us
 
 
 def test_a_renamed_package_destroys_nothing(journey: Journey) -> None:
-    _ok(journey.up(), "make up")
+    ok(journey.up(), "make up")
     before = journey.objects()
     for package in journey.packages:
         if package["name"] == "headscale":
@@ -206,7 +176,7 @@ def test_a_renamed_package_destroys_nothing(journey: Journey) -> None:
             package["formerNames"] = ["headscale"]
     journey.write_stack()
     journey.forget_calls()
-    _ok(journey.up(), "make up after the rename")
+    ok(journey.up(), "make up after the rename")
     assert "live destroy" not in _kpt_subcommands(journey)
     assert {k: v["uid"] for k, v in journey.objects().items()} == {
         k: v["uid"] for k, v in before.items()
@@ -249,7 +219,7 @@ def test_a_cancelled_up_leaves_nothing_running_and_the_next_up_completes(journey
     ).stdout
     assert leftovers.strip() == "", f"still running after the cancel:\n{leftovers}"
 
-    _ok(journey.up(), "the next make up")
+    ok(journey.up(), "the next make up")
     _in_sync(journey)
 
 
@@ -257,13 +227,13 @@ def test_destroy_keeps_kube_vip_and_releases_the_connector_before_the_operator(
     journey: Journey,
 ) -> None:
     empty = set(journey.objects())  # what the cluster holds of itself, and the stand-ins' CRDs
-    _ok(journey.up(), "make up")
+    ok(journey.up(), "make up")
     assert FINALIZER in journey.json("get", CONNECTOR)["metadata"]["finalizers"]
 
     # The Connector's delete waits until the operator stand-in (which runs only while the
     # operator's Deployment does) has released its finalizer: had the operator gone first, the
     # delete would wait forever and the destroy would fail.
-    _ok(journey.make("destroy", "PULUMI_ARGS=--yes"), "make destroy")
+    ok(journey.make("destroy", "PULUMI_ARGS=--yes"), "make destroy")
     left = sorted(set(journey.objects()) - empty)
     # kube-vip's objects and inventory, and the ResourceGroup CRD kpt installed (kpt never
     # removes it).
@@ -277,7 +247,7 @@ def test_destroy_keeps_kube_vip_and_releases_the_connector_before_the_operator(
     ]
     assert not [u for u in journey.urns() if "KptPackage" in u and "kube-vip" not in u]
 
-    _ok(journey.make("destroy-all", "PULUMI_ARGS=--yes"), "make destroy-all")
+    ok(journey.make("destroy-all", "PULUMI_ARGS=--yes"), "make destroy-all")
     assert sorted(set(journey.objects()) - empty) == [
         "CustomResourceDefinition//resourcegroups.kpt.dev"
     ]
@@ -299,12 +269,12 @@ def test_an_operator_that_never_gets_ready_fails_the_up_and_the_next_up_complete
     assert not [u for u in journey.urns() if u.endswith("headscale-apply")], "headscale ran"
 
     journey.world.behave("tailscale", "normal")
-    _ok(journey.up(), "make up once the operator is ready")
+    ok(journey.up(), "make up once the operator is ready")
     _in_sync(journey)
 
 
 def test_an_unreachable_cluster_is_named_and_never_read_as_in_sync(journey: Journey) -> None:
-    _ok(journey.up(), "make up")
+    ok(journey.up(), "make up")
     assert journey.world.control_plane is not None
     journey.world.control_plane.stop_process("kube-apiserver")
 
@@ -354,7 +324,7 @@ def _state(pid: int) -> str:
 
 
 def test_a_kubectl_diff_killed_by_a_signal_is_an_error_not_in_sync(journey: Journey) -> None:
-    _ok(journey.up(), "make up")
+    ok(journey.up(), "make up")
     config = journey.catalog / "mesh/headscale/config.yaml"
     config.write_text(config.read_text().replace("0.0.0.0:8080", "0.0.0.0:8082"))  # drift
     journey.fault("kubectl", {"match": ["diff"], "action": "kill", "signal": "SEGV"})
@@ -378,5 +348,5 @@ def test_a_line_over_64_kib_from_kpt_does_not_hang_the_up(journey: Journey) -> N
             "times": 1,
         },
     )
-    _ok(journey.up(), "make up with a 200 kB line from kpt")
+    ok(journey.up(), "make up with a 200 kB line from kpt")
     _in_sync(journey)
