@@ -217,21 +217,15 @@ def _skipped_apply_advice(package: str, result: ObjectResult) -> str:
     return f"{result.obj}: {result.detail or 'skipped by kpt'}"
 
 
-def _check_dry_run(package: str, summary: Summary) -> list[ObjectResult]:
-    """The dry run's prune results, after refusing what it already shows will fail: applies kpt
-    skips, and a prune count its summary gives that its prune events do not add up to."""
+def _check_dry_run(summary: Summary) -> tuple[list[ObjectResult], list[ObjectResult]]:
+    """The dry run's (prune results, skipped applies), after refusing a dry run whose summary
+    counts skips or prunes that its events do not name."""
     skipped = [r for r in summary.results if r.action == "apply" and r.status == "Skipped"]
     reported_apply = summary.reported.get("apply")
     if not skipped and reported_apply is not None and reported_apply.skipped:
         raise PruneCheckFailedError(
             f"kpt live apply --dry-run counts {reported_apply.skipped} skipped apply(s) but named "
             "none, so what the apply would leave out is unknown; nothing was applied"
-        )
-    if skipped:
-        raise ApplySkippedError(
-            f"kpt would skip applying {len(skipped)} object(s) of package {package} (its dry run "
-            "says so), and the apply would change the rest and then fail; nothing was applied",
-            [_skipped_apply_advice(package, r) for r in skipped],
         )
     prunes = [r for r in summary.results if r.action == "prune"]
     reported = summary.reported.get("prune")
@@ -240,7 +234,7 @@ def _check_dry_run(package: str, summary: Summary) -> list[ObjectResult]:
             f"kpt live apply --dry-run counts {reported.count} object(s) to prune but named "
             f"{len(prunes)}, so what it would prune is unknown; nothing was applied"
         )
-    return prunes
+    return prunes, skipped
 
 
 def check_prunes(
@@ -256,7 +250,7 @@ def check_prunes(
     if dry_run is None:
         logs.say(package, "prune check: no ResourceGroup CRD in the cluster yet, nothing to prune")
         return 0
-    results = _check_dry_run(package, dry_run)
+    results, skipped_applies = _check_dry_run(dry_run)
     kept = [r for r in results if r.status == "Skipped" and r.detail.startswith(KEPT_BY_ANNOTATION)]
     pruned = [r for r in results if r.status != "Skipped"]
     # Any other skip (a Namespace still in use, an object another inventory owns) fails the apply
@@ -275,6 +269,15 @@ def check_prunes(
                 "put each one's file back in the package, or first remove what still holds it "
                 "(for a Namespace: the objects and the inventory that still live in it)",
             ],
+        )
+    # After the blocked prunes, their cause: objects in a Namespace kpt would prune are skipped
+    # too ("dependency scheduled for delete", seen on the local control plane).
+    if skipped_applies:
+        raise ApplySkippedError(
+            f"kpt would skip applying {len(skipped_applies)} object(s) of package {package} (its "
+            "dry run says so), and the apply would change the rest and then fail; nothing was "
+            "applied",
+            [_skipped_apply_advice(package, r) for r in skipped_applies],
         )
     refused = [r.obj for r in pruned if refused_by_guard(r.obj, allowed)]
     if refused:
