@@ -170,12 +170,21 @@ def _alias_urn(alias: Any, request: Any) -> str:
         stack = spec.stack or pulumi.get_stack()
         project = spec.project or pulumi.get_project()
         prefix = f"urn:pulumi:{stack}::{project}::"
-    return f"{prefix}{type_}::{spec.name or request.name}"
+    return _engine_urn(f"{prefix}{type_}::{spec.name or request.name}")
+
+
+# The stack of the run under way (`_run`): what the engine would name in its URNs.
+_mocked_stack = ["dev"]
 
 
 def _engine_urn(urn: str) -> str:
     """The URN as the real engine writes it: the mock monitor prefixes the root stack's type to
-    every top-level resource's type chain, which the engine leaves out."""
+    every top-level resource's type chain, which the engine leaves out; and older SDKs' mock
+    monitor (3.200, the floor requirements.txt admits) names every URN's stack and project
+    `stack::project`, whatever `set_mocks` was given, where the engine names the real ones."""
+    placeholder = "urn:pulumi:stack::project::"
+    if urn.startswith(placeholder):
+        urn = f"urn:pulumi:{_mocked_stack[0]}::{PROJECT}::" + urn[len(placeholder) :]
     return urn.replace("::pulumi:pulumi:Stack$", "::")
 
 
@@ -340,6 +349,7 @@ def _run(
 ) -> ProgramRun:
     mocks = _Mocks(command_stdout or {})
     monitor = _RecordingMonitor(mocks)
+    _mocked_stack[0] = stack
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(
         {
