@@ -111,8 +111,8 @@ plan: venv ## Print the deploy and rollback order of stack STACK (CATALOG_DIR=..
 plan-readme: venv ## Regenerate the README's graph from packages.yaml
 	$(VENV)/bin/python -m tools.plan --stack dev --write-readme
 
-status: venv ## Check each package's health on the cluster (make exits 2 on any failure; for the codes 0 healthy, 1 unhealthy, 2 config, 3 unreachable run venv/bin/python -m tools.status --stack STACK)
-	$(VENV)/bin/python -m tools.status --stack "$$STACK" --timeout "$$TIMEOUT" --jobs "$$JOBS" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR")
+status: venv ## Check each package's health on the cluster, or PACKAGE's (make exits 2 on any failure; for the codes 0 healthy, 1 unhealthy, 2 config, 3 unreachable run venv/bin/python -m tools.status --stack STACK)
+	$(VENV)/bin/python -m tools.status --stack "$$STACK" --timeout "$$TIMEOUT" --jobs "$$JOBS" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR") $(if $(PACKAGE),--package "$$PACKAGE")
 
 diff: venv ## Each package's objects against the cluster: changes, creates, prunes (make exits 2 on any difference or error; for the codes 0 in sync, 1 differ, 2 error run venv/bin/python -m tools.diff --stack STACK)
 	$(VENV)/bin/python -m tools.diff --stack "$$STACK" --timeout "$$TIMEOUT" --jobs "$$JOBS" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR") $(if $(PACKAGE),--package "$$PACKAGE")

@@ -745,7 +745,7 @@ HOSTILE = (
 USES = {
     "help": ("STACK", "PACKAGE", "CATALOG_DIR", "TIMEOUT", "JOBS"),
     "plan": ("STACK", "CATALOG_DIR"),
-    "status": ("STACK", "CATALOG_DIR", "TIMEOUT", "JOBS"),
+    "status": ("STACK", "PACKAGE", "CATALOG_DIR", "TIMEOUT", "JOBS"),
     "diff": ("STACK", "PACKAGE", "CATALOG_DIR", "TIMEOUT", "JOBS"),
     "preview": ("STACK",),
     "reapply": ("STACK", "PACKAGE"),

@@ -235,3 +235,25 @@ def _remove_stack_files() -> Iterator[None]:
     yield
     while request_cleanup:
         request_cleanup.pop().unlink(missing_ok=True)
+
+
+def test_package_checks_that_package_only(
+    fake_cluster: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert status.main(["--catalog-dir", str(EXAMPLE_CATALOG), "--package", "headscale"]) == 0
+    out = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[0] for line in out[:-1]] == ["headscale"]
+    assert out[-1] == "1 of 1 package(s) healthy"
+    calls = [json.loads(line)["argv"] for line in fake_cluster.read_text().splitlines()]
+    assert not any("connector/cluster-subnet-router" in c for c in calls)  # tailscale's
+
+
+def test_an_unknown_package_is_a_configuration_error_naming_the_choices(
+    fake_cluster: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert status.main(["--catalog-dir", str(EXAMPLE_CATALOG), "--package", "headscal"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "PACKAGE: no package 'headscal' in stack dev; expected one of "
+        "kube-vip, cilium, tailscale, headscale, envoy-gateway"
+    )
+    assert not fake_cluster.exists() or not fake_cluster.read_text()
