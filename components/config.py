@@ -39,6 +39,7 @@ __all__ = [
     "parse_duration",
     "secret_config_keys",
     "structured_getter",
+    "yaml_error_text",
 ]
 
 DEFAULT_CATALOG_DIR = "/var/lib/incus-rke2-cluster/kpt/catalog"
@@ -784,6 +785,19 @@ def structured_getter(source: _ConfigSource) -> Callable[[str], object]:
     return get
 
 
+def yaml_error_text(file_name: str, error: yaml.YAMLError) -> str:
+    """A YAML syntax error on one line, naming the file, line and column where it was found
+    (PyYAML names the text it was given `<unicode string>`)."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        context = f" ({error.context})" if error.context else ""
+        return (
+            f"{file_name} line {mark.line + 1}, column {mark.column + 1}: not valid YAML: "
+            f"{error.problem}{context}"
+        )
+    return f"{file_name}: not valid YAML: {' '.join(str(error).split())}"
+
+
 def graph_and_stack(
     stack_values: Mapping[str, object], *, project_dir: Path, stack_file: str
 ) -> tuple[dict[str, object], tuple[str, ...]]:
@@ -810,8 +824,10 @@ def graph_and_stack(
         return values, ()  # parse_config says that packages are required, and where
     try:
         document = yaml.safe_load(graph_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ConfigError([f"{GRAPH_FILE}: cannot be read as YAML: {error}"]) from None
+    except yaml.YAMLError as error:
+        raise ConfigError([yaml_error_text(GRAPH_FILE, error)]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError([f"{GRAPH_FILE}: cannot be read: {error}"]) from None
     if not isinstance(document, dict) or "packages" not in document:
         raise ConfigError(
             [f"{GRAPH_FILE}: expected a mapping with the key packages, found {document!r:.80}"]

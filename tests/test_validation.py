@@ -13,11 +13,13 @@ import pytest
 from components.config import ConfigError
 from tests.harness import (
     EXAMPLE_CATALOG,
+    ROOT,
     TEST_KUBECONFIG,
     project_copy,
     run_program,
     shipped_graph,
 )
+from tools.stackfile import stack_config_values
 
 Mutation = Callable[[dict[str, Any], Path], object]  # tuple-lambdas do several edits
 
@@ -315,7 +317,12 @@ def test_a_stacks_own_packages_win_over_the_graph_file_with_a_warning(
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("packages: [\n", "packages.yaml: cannot be read as YAML"),
+        ("packages: [\n", "packages.yaml line 2, column 1: not valid YAML: expected the node"),
+        (
+            "packages:\n  - name: a\n    needs: [b\n",
+            "packages.yaml line 4, column 1: not valid YAML: expected ',' or ']', but got "
+            "'<stream end>' (while parsing a flow sequence)",
+        ),
         ("- name: a\n", "packages.yaml: expected a mapping with the key packages"),
         ("packages: []\ncontext: default\n", "packages.yaml: unknown key(s) context"),
         (
@@ -353,3 +360,15 @@ def test_a_misspelt_key_from_the_cli_is_named(
     assert isinstance(run.error, ConfigError), run.error
     assert "kpt-catalog:Context: unknown key; did you mean kpt-catalog:context?" in str(run.error)
     assert run.registrations == []
+
+
+def test_a_stack_file_that_is_not_yaml_is_named_with_its_line(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    (tmp_path / "Pulumi.lab.yaml").write_text("config:\n  kpt-catalog:context: [lab\n")
+
+    with pytest.raises(ConfigError) as raised:
+        stack_config_values("lab", root=tmp_path)
+
+    (problem,) = raised.value.problems
+    assert problem.startswith("Pulumi.lab.yaml line 3, column 1: not valid YAML: expected ','")
+    assert "<unicode string>" not in problem

@@ -17,7 +17,13 @@ from typing import Any
 import yaml
 
 from components.catalog import Catalog, load_catalog
-from components.config import CatalogConfig, ConfigError, graph_and_stack, parse_config
+from components.config import (
+    CatalogConfig,
+    ConfigError,
+    graph_and_stack,
+    parse_config,
+    yaml_error_text,
+)
 
 __all__ = [
     "ROOT",
@@ -50,7 +56,7 @@ def stack_config_values(
     try:
         document = yaml.safe_load(stack_file.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ConfigError([f"{stack_file.name}: not valid YAML: {error}"]) from error
+        raise ConfigError([yaml_error_text(stack_file.name, error)]) from error
     for key, value in (document.get("config") or {}).items():
         if key.startswith(NAMESPACE):
             values[key.removeprefix(NAMESPACE)] = value
