@@ -351,8 +351,13 @@ class _Problems:
         return value
 
     def unknown_keys(self, key: str, value: Mapping[str, Any], allowed: frozenset[str]) -> None:
-        for extra in sorted(set(value) - allowed):
-            self.add(f"{key}.{extra}", f"unknown key; expected one of {', '.join(sorted(allowed))}")
+        for extra in sorted(set(value) - allowed, key=str):
+            nearest = difflib.get_close_matches(str(extra), sorted(allowed), n=1, cutoff=0.6)
+            hint = f"did you mean {nearest[0]!r}? " if nearest else ""
+            self.add(
+                f"{key}.{extra}",
+                f"unknown key; {hint}expected one of {', '.join(sorted(allowed))}",
+            )
 
 
 def _check_wait_for(problems: _Problems, key: str, condition: str, resource: str) -> None:

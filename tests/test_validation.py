@@ -227,6 +227,10 @@ CASES: dict[str, tuple[Mutation, list[str]]] = {
         lambda c, cat: c.update(context=["a"]),
         ["context: expected a non-empty string, found ['a']"],
     ),
+    "a misspelt package key": (
+        lambda c, cat: _package(c, "headscale").update(need=["cilium"]),
+        ["packages[3].need: unknown key; did you mean 'needs'? expected one of"],
+    ),
     "kind provided and awaited by no one": (
         lambda c, cat: _package(c, "cilium").update(waitBefore=[]),
         [
