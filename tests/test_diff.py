@@ -1163,3 +1163,25 @@ def test_prunes_make_up_would_stop_on_are_said_with_the_fix(
         "  ! Namespace/headscale (left the files; kpt will not prune it, make up stops: "
         "namespace still in use by the package's inventory)"
     ) in out.splitlines()
+
+
+def test_native_objects_missing_or_with_other_keys_are_named(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster.remove("Connector", "cluster-subnet-router")
+    secret = cluster.find("Secret", "operator-oauth")
+    secret["data"]["stale"] = secret["data"].pop("client_id")
+    cluster.save()
+
+    code, out = run_diff(catalog, capsys, "--package", "tailscale")
+
+    assert code == 1, out
+    assert verdicts(out)["tailscale"] == "2 native to create or change"
+    lines = out.splitlines()
+    assert (
+        "  + Connector/cluster-subnet-router (native: created by make up after the package's waits)"
+    ) in lines
+    assert (
+        "  ~ Secret/tailscale-system/operator-oauth (native: adds client_id; removes stale; "
+        "values hidden)"
+    ) in lines

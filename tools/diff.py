@@ -57,6 +57,7 @@ __all__ = [
     "EXIT_IN_SYNC",
     "PACKAGE_TYPE",
     "Change",
+    "Native",
     "PackageDiff",
     "Prerequisites",
     "diff_package",
@@ -109,6 +110,18 @@ class Change:
     """The hunks of the unified diff (`@@ ...`, ` `, `-`, `+` lines)."""
 
 
+@dataclass(frozen=True)
+class Native:
+    """A native object `make up` would create or change."""
+
+    key: ObjectKey
+    created: bool
+    summary: str = ""
+    """Why it is created, or which keys of a Secret change (values hidden)."""
+    lines: tuple[str, ...] = ()
+    """A manifest object's change: the hunks of its server-side dry run."""
+
+
 @dataclass
 class PackageDiff:
     """What `make diff` found for one package."""
@@ -124,9 +137,9 @@ class PackageDiff:
     details: list[str] = field(default_factory=list)
     hidden: frozenset[str] = frozenset()
     """The values of the package's Secrets: never printed, whatever line quotes them."""
-    native: list[tuple[ObjectKey, str]] = field(default_factory=list)
+    native: list[Native] = field(default_factory=list)
     """The package's native objects (its manifests' objects, its declared Secrets) that
-    `make up` would create or change, each with what."""
+    `make up` would create or change."""
     conflicts: list[tuple[ObjectKey, str, str]] = field(default_factory=list)
     """Native objects whose fields another field manager set to other values, each with the
     provider's field manager and the conflict: the provider never forces a manifest's object,
@@ -315,14 +328,6 @@ def _kubectl_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "KUBECTL_EXTERNAL_DIFF"}
 
 
-def _get_resource_group(
-    cluster: clusterops.Cluster, name: str, namespace: str, deadline: float
-) -> clusterops.Ran:
-    """`kubectl get` of a package's inventory (its ResourceGroup) as JSON."""
-    argv = ["kubectl", *cluster.flags(), "get", "resourcegroups.kpt.dev", name]
-    return clusterops.run_bounded([*argv, "-n", namespace, "-o", "json"], deadline=deadline)
-
-
 def _cluster_scoped_kinds(objects: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
     """The (group, kind) of every CRD among `objects` whose objects have no namespace."""
     scoped = set()
@@ -336,14 +341,16 @@ def _cluster_scoped_kinds(objects: Iterable[Mapping[str, Any]]) -> set[tuple[str
 
 
 def _read_inventory(
-    package: LoadedPackage,
     cluster: clusterops.Cluster,
+    name: str,
+    namespace: str,
     deadline: float,
     cluster_scoped: Iterable[tuple[str, str]] = (),
 ) -> tuple[list[ObjectKey] | None, str, list[str]]:
-    """(the inventory's objects, or None when the cluster has none yet; error; its details)."""
-    inventory = package.inventory
-    ran = _get_resource_group(cluster, inventory.name, inventory.namespace, deadline)
+    """The objects the inventory (ResourceGroup) `namespace/name` lists in the cluster, or None
+    when the cluster has none; an error ("killed" at the deadline) and its details."""
+    argv = ["kubectl", *cluster.flags(), "get", "resourcegroups.kpt.dev", name]
+    ran = clusterops.run_bounded([*argv, "-n", namespace, "-o", "json"], deadline=deadline)
     if ran.killed:
         return None, "killed", []
     if ran.returncode != 0:
@@ -356,7 +363,7 @@ def _read_inventory(
         document = json.loads(ran.stdout)
         return inventory_objects(document, cluster_scoped), "", []
     except (ValueError, PruneInputError) as error:
-        return None, f"the ResourceGroup {inventory.namespace}/{inventory.name}: {error}", []
+        return None, f"the ResourceGroup {namespace}/{name}: {error}", []
 
 
 def _live_objects(
@@ -577,28 +584,33 @@ def _diff_native(
             key = ObjectKey.of(document.body)
             live, error = _get_native(key, cluster, deadline)
             if error:
-                return ("killed", []) if error == "killed" else (error, [])
+                return error, []
             if live is None:
-                result.native.append((key, "created by make up after the package's waits"))
+                result.native.append(
+                    Native(key, True, "created by make up after the package's waits")
+                )
                 continue
-            body = {**document.body}
+            manager = _provider_manager(live)
             argv = [
                 "kubectl",
                 *cluster.flags(),
                 "diff",
                 "--server-side",
-                f"--field-manager={_provider_manager(live)}",
+                f"--field-manager={manager}",
                 "-f",
                 "-",
             ]
             ran = clusterops.run_bounded(
-                argv, deadline=deadline, stdin_text=json.dumps(body), env=_kubectl_environment()
+                argv,
+                deadline=deadline,
+                stdin_text=json.dumps(document.body),
+                env=_kubectl_environment(),
             )
             if ran.killed:
                 return "killed", []
             conflict = _CONFLICT.search(ran.stderr)
             if ran.returncode > 1 and conflict:
-                result.conflicts.append((key, _provider_manager(live), conflict.group(1)))
+                result.conflicts.append((key, manager, conflict.group(1)))
                 continue
             if ran.returncode not in (0, 1):
                 how = (
@@ -608,25 +620,25 @@ def _diff_native(
                 )
                 return f"kubectl diff of native {key} failed ({how})", _stderr_lines(ran)
             try:
-                changes = parse_unified_diff(ran.stdout, {key: str(body.get("apiVersion"))})
+                changes = parse_unified_diff(
+                    ran.stdout, {key: str(document.body.get("apiVersion"))}
+                )
             except MalformedDiffError as malformed:
                 return f"kubectl diff of native {key} printed an unreadable diff: {malformed}", []
             if (ran.returncode == 1) != bool(changes):
                 return f"kubectl diff of native {key} exited {ran.returncode} with " + (
                     "a diff" if changes else "no diff"
                 ), _stderr_lines(ran)
-            for change in changes:
-                result.native.append((key, "\n".join(change.lines)))
+            result.native.extend(Native(key, False, lines=c.lines) for c in changes)
     for secret in package.spec.secrets:
         key = ObjectKey("", "Secret", secret.namespace, secret.name)
         live, error = _get_native(key, cluster, deadline)
         if error:
-            return ("killed", []) if error == "killed" else (error, [])
+            return error, []
         wanted = {secret_key for secret_key, _ in secret.data}
         if live is None:
-            result.native.append(
-                (key, f"created by make up: {len(wanted)} key(s): {', '.join(sorted(wanted))}")
-            )
+            summary = f"created by make up: {len(wanted)} key(s): {', '.join(sorted(wanted))}"
+            result.native.append(Native(key, True, summary))
             continue
         data = live.get("data")
         have = set(data) if isinstance(data, Mapping) else set()
@@ -636,7 +648,7 @@ def _diff_native(
             if names
         ]
         if parts:
-            result.native.append((key, "; ".join(parts)))
+            result.native.append(Native(key, False, "; ".join(parts) + "; values hidden"))
     return None
 
 
@@ -656,7 +668,11 @@ def diff_package(
         result.error = f"cannot read the package's files: {error}"
         return result
     inventory, result.error, result.details = _read_inventory(
-        package, cluster, deadline, _cluster_scoped_kinds(objects)
+        cluster,
+        package.inventory.name,
+        package.inventory.namespace,
+        deadline,
+        _cluster_scoped_kinds(objects),
     )
     if result.error:
         return result
@@ -819,14 +835,12 @@ def _render(name: str, result: PackageDiff, bound: str) -> list[str]:
         )
     for key, reason in result.prune.blocked:
         lines.append(f"  ! {key} (left the files; kpt will not prune it, make up stops: {reason})")
-    for key, what in result.native:
-        if "\n" in what or what.startswith("@@"):
-            lines.append(f"  ~ {key} (native)")
-            lines.extend(f"      {_cut(line)}" for line in what.splitlines())
-        elif what.startswith("created"):
-            lines.append(f"  + {key} (native: {what})")
-        else:
-            lines.append(f"  ~ {key} (native: {what}; values hidden)")
+    for native in result.native:
+        sign = "+" if native.created else "~"
+        lines.append(
+            f"  {sign} {native.key} (native{': ' if native.summary else ''}{native.summary})"
+        )
+        lines.extend(f"      {_cut(line)}" for line in native.lines)
     for key, manager, conflict in result.conflicts:
         lines.append(
             f"  ! {key} (native: changed by another field manager: {_cut(conflict)}; make up "
@@ -964,23 +978,15 @@ def removal_lines(removal: Removal, deadline: float, bound: str) -> tuple[list[s
     """What `kpt live destroy` of a deleted package would remove, read from its inventory in
     the cluster; (lines, whether an error stopped it)."""
     name = removal.package
-    ran = _get_resource_group(
+    inventory, error, details = _read_inventory(
         removal.cluster, removal.inventory_name, removal.inventory_namespace, deadline
     )
-    if ran.killed:
+    if error == "killed":
         return [f"{name:<16} NOT CHECKED (stopped at {bound})"], True
-    if ran.returncode != 0:
-        reason = " ".join(_stderr_lines(ran, 3))
-        if "(NotFound)" in reason:
-            return [f"{name:<16} package removed: its inventory is gone, nothing to delete"], False
-        return [
-            f"{name:<16} ERROR: kubectl get resourcegroups.kpt.dev failed",
-            f"    {reason}",
-        ], True
-    try:
-        inventory = inventory_objects(json.loads(ran.stdout))
-    except (ValueError, PruneInputError) as bad:
-        return [f"{name:<16} ERROR: its ResourceGroup: {bad}"], True
+    if error:
+        return [f"{name:<16} ERROR: {error}", *(f"    {d}" for d in details)], True
+    if inventory is None:
+        return [f"{name:<16} package removed: its inventory is gone, nothing to delete"], False
     live, failure, details = _live_objects(inventory, removal.cluster, deadline)
     if failure:
         return [f"{name:<16} ERROR: {failure}", *(f"    {d}" for d in details)], True
