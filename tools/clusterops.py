@@ -32,6 +32,7 @@ __all__ = [
     "Ran",
     "RunSettings",
     "add_bound_arguments",
+    "add_package_argument",
     "add_stack_arguments",
     "bound_text",
     "cluster_of",
@@ -86,6 +87,11 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--catalog-dir", help="read the catalog here instead of catalogDir")
 
 
+def add_package_argument(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """`--package` (PACKAGE=): `what` only this package (`load_run_settings` checks the name)."""
+    parser.add_argument("--package", help=f"{what} only this package (PACKAGE=)")
+
+
 def add_bound_arguments(parser: argparse.ArgumentParser, *, checked: str) -> None:
     """`--timeout` (TIMEOUT=) and `--jobs` (JOBS=); `checked` says what JOBS counts."""
     parser.add_argument("--timeout", default=DEFAULT_TIMEOUT, help="bound on the whole run (5m)")
@@ -102,15 +108,26 @@ class RunSettings:
     """Packages checked at once."""
     catalog: Catalog
     """The stack's config and every package of its catalog."""
+    selected: list[str]
+    """The packages to check, in deploy order: `--package`'s, else all of them."""
 
 
 def load_run_settings(args: argparse.Namespace) -> RunSettings:
-    """The options of `add_stack_arguments` and `add_bound_arguments`, checked, and the stack's
-    catalog loaded; ValueError or ConfigError naming what is wrong, before anything runs."""
+    """The options of `add_stack_arguments`, `add_bound_arguments` and `add_package_argument`,
+    checked, and the stack's catalog loaded; ValueError or ConfigError naming what is wrong,
+    before anything runs."""
     overrides = {"catalogDir": args.catalog_dir} if args.catalog_dir else {}
     timeout = parse_timeout(args.timeout)
     jobs = parse_jobs(args.jobs)
-    return RunSettings(timeout, jobs, load_stack_catalog(args.stack, overrides))
+    catalog = load_stack_catalog(args.stack, overrides)
+    names = [package.spec.name for package in catalog.packages]
+    package = getattr(args, "package", None)
+    if package and package not in names:
+        raise ValueError(
+            f"PACKAGE: no package {package!r} in stack {args.stack}; "
+            f"expected one of {', '.join(names)}"
+        )
+    return RunSettings(timeout, jobs, catalog, [package] if package else names)
 
 
 def connect(stack: str, config: CatalogConfig, deadline: float) -> Cluster | None:

@@ -1027,7 +1027,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     clusterops.add_stack_arguments(parser)
-    parser.add_argument("--package", help="diff only this package (PACKAGE=)")
+    clusterops.add_package_argument(parser, what="diff")
     clusterops.add_bound_arguments(parser, checked="diffed")
     parser.add_argument("--after-preview", help="pulumi preview --json output ('-': stdin)")
     parser.add_argument("--drift", action="store_true", help="with --after-preview: every package")
@@ -1060,14 +1060,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     catalog = settings.catalog
     names = [package.spec.name for package in catalog.packages]
-    if args.package and args.package not in names:
-        print(
-            f"PACKAGE: no package {args.package!r} in stack {args.stack}; "
-            f"expected one of {', '.join(names)}",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
-    selected = [args.package] if args.package else names
+    selected = settings.selected
     if args.after_preview:
         try:
             changing = set(names) if args.drift else packages_in_preview(preview, names)

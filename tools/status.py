@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     clusterops.add_stack_arguments(parser)
-    parser.add_argument("--package", help="check only this package (PACKAGE=)")
+    clusterops.add_package_argument(parser, what="check")
     clusterops.add_bound_arguments(parser, checked="checked")
     args = parser.parse_args(argv)
     try:
@@ -128,14 +128,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return EXIT_CONFIG
     catalog = settings.catalog
-    names = [package.spec.name for package in catalog.packages]
-    if args.package and args.package not in names:
-        print(
-            f"PACKAGE: no package {args.package!r} in stack {args.stack}; "
-            f"expected one of {', '.join(names)}",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
     deadline = time.monotonic() + settings.timeout
     bound = clusterops.bound_text(settings.timeout)
     cluster = clusterops.connect(args.stack, catalog.config, deadline)
@@ -152,9 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for line in health.details:
                 print(f"    {line}", flush=True)
 
-    selected = [args.package] if args.package else list(by_name)
     results = clusterops.run_in_deploy_order(
-        selected, check, jobs=settings.jobs, deadline=deadline, show=show
+        settings.selected, check, jobs=settings.jobs, deadline=deadline, show=show
     )
     healthy = sum(1 for health in results.values() if health.healthy)
     print(f"{healthy} of {len(results)} package(s) healthy")
