@@ -1,7 +1,5 @@
-# Everyday commands for kpt-catalog. `make help` lists them.
-#
-# up/preview/destroy go through tools/pulumi-stack.sh, which checks for pulumi, kpt and kubectl,
-# picks a state backend (your login, or ./.pulumi-state) and selects the stack $(STACK).
+# Shortcuts for ./kpt-catalog, and the developer's targets (test, lint, e2e, bench, world, demo).
+# `make help` lists them; `./kpt-catalog --help` lists the commands and their exit codes.
 
 STACK ?= dev
 # Extra arguments for pulumi, e.g. `make up PULUMI_ARGS=--yes`.
@@ -20,13 +18,13 @@ DRIFT ?=
 E2E_CONTEXT ?=
 
 # Pulumi.yaml names this virtualenv (`virtualenv: venv`), so Pulumi runs the program in it too.
+# ./kpt-catalog installs requirements.txt into it on first use; `make test` adds the test tools.
 VENV := venv
-VENV_STAMP := $(VENV)/.installed
-PULUMI_STACK := sh tools/pulumi-stack.sh
+DEV_STAMP := $(VENV)/.dev-installed
+KPT_CATALOG := ./kpt-catalog
 
-# The wrapper reads STACK from its environment, and so does every recipe ("$$STACK",
-# "$$PACKAGE", "$$CATALOG_DIR", ...): a value is never pasted into a shell line, where a quote,
-# `;` or `$$(...)` in it would change the command.
+# The recipes read STACK, PACKAGE, CATALOG_DIR, ... from their environment ("$$STACK"): a value
+# is never pasted into a shell line, where a quote, `;` or `$$(...)` in it would change the command.
 export STACK
 export PACKAGE
 export CATALOG_DIR TIMEOUT JOBS E2E_CONTEXT
@@ -34,54 +32,33 @@ export CATALOG_DIR TIMEOUT JOBS E2E_CONTEXT
 .DEFAULT_GOAL := help
 .PHONY: help venv up preview reapply destroy destroy-all test test-floor lint plan plan-readme status diff bench world e2e demo demo-down clean
 
-help: ## List these targets
+help: ## List these targets (the command itself: ./kpt-catalog --help)
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z0-9-]*:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	@echo "Variables: STACK=$$STACK  PULUMI_ARGS=$(PULUMI_ARGS)  CATALOG_DIR=$$CATALOG_DIR  PYTHON=$(PYTHON)  PACKAGE=$$PACKAGE  TIMEOUT=$$TIMEOUT  JOBS=$$JOBS  DRIFT=$(DRIFT)"
+	@echo "Every target but test, lint, bench, world, e2e and demo calls ./kpt-catalog; call it directly for its exit codes (make turns every failure into 2)."
 
-venv: $(VENV_STAMP) ## Create ./venv with runtime and test dependencies
+venv: $(DEV_STAMP) ## Create ./venv with the runtime and the test tools
 
-$(VENV_STAMP): requirements.txt requirements-dev.txt
+$(DEV_STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -r requirements-dev.txt
-	touch $@
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(VENV)/.runtime-installed $@
 
-up: venv ## Deploy the catalog to stack STACK (asks first; PULUMI_ARGS=--yes skips that)
-	$(PULUMI_STACK) up $(PULUMI_ARGS)
+up: ## Deploy the catalog to stack STACK (asks first; PULUMI_ARGS=--yes skips that)
+	$(KPT_CATALOG) up --stack "$$STACK" $(PULUMI_ARGS)
 
-# The second preview only tells which packages change; their objects are then diffed against the
-# cluster. Its JSON goes to a temporary file, so that a failed preview fails make preview (with
-# the errors the JSON holds) instead of being hidden behind the diff's status.
-preview: venv ## Show what `make up` would change: Pulumi's diff, then each changing package's objects (DRIFT=1: all)
-	$(PULUMI_STACK) preview --diff $(PULUMI_ARGS)
-	json="$$(mktemp)" && trap 'rm -f "$$json"' EXIT && \
-	if ! $(PULUMI_STACK) preview --json $(PULUMI_ARGS) >"$$json"; then \
-		$(VENV)/bin/python -m tools.diff --preview-errors "$$json"; \
-		echo 'make preview: pulumi preview failed' >&2; exit 2; \
-	fi && \
-	$(VENV)/bin/python -m tools.diff --stack "$$STACK" --after-preview "$$json" $(if $(DRIFT),--drift)
+preview: ## Show what `make up` would change: Pulumi's diff, then each changing package's objects (DRIFT=1: all)
+	$(KPT_CATALOG) preview --stack "$$STACK" $(if $(DRIFT),--drift) $(PULUMI_ARGS)
 
-# A new token in kpt-catalog:reapply.<package> (a UTC timestamp) is an update of that package's
-# apply and gates only; `pulumi up` previews it and asks. The token stays: the next up is a no-op.
-# PACKAGE must be a DNS label (every package name is): it becomes part of a config path. It must
-# also be a package of the stack's graph, checked before the token is saved: a token for an
-# unknown package would make every later preview fail.
-reapply: venv ## Re-apply one package to correct its drift: make reapply PACKAGE=headscale
-	@case "$$PACKAGE" in \
-	'' | *[!a-z0-9-]* | -* | *-) \
-		echo "usage: make reapply PACKAGE=<package name> [STACK=$$STACK] [PULUMI_ARGS=...]" >&2; \
-		exit 2 ;; \
-	esac
-	$(VENV)/bin/python -m tools.stackfile --stack "$$STACK" --check-package "$$PACKAGE"
-	$(PULUMI_STACK) config set --path "kpt-catalog:reapply.$$PACKAGE" "$$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-	$(PULUMI_STACK) up $(PULUMI_ARGS)
+reapply: ## Re-apply one package to correct its drift: make reapply PACKAGE=headscale
+	$(KPT_CATALOG) reapply --stack "$$STACK" --package "$$PACKAGE" $(PULUMI_ARGS)
 
 # kube-vip is protected: it is removed only when the whole cluster goes (destroy-all).
-destroy: venv ## Roll the catalog back in reverse order, keeping protected packages (kube-vip)
-	$(PULUMI_STACK) destroy --exclude-protected $(PULUMI_ARGS)
+destroy: ## Roll the catalog back in reverse order, keeping protected packages (kube-vip)
+	$(KPT_CATALOG) destroy --stack "$$STACK" $(PULUMI_ARGS)
 
-# If the destroy is declined, fails or is interrupted, kube-vip is protected again before it returns.
-destroy-all: venv ## Unprotect and remove everything, kube-vip too: only when the whole cluster goes
-	$(PULUMI_STACK) destroy-all $(PULUMI_ARGS)
+destroy-all: ## Unprotect and remove everything, kube-vip too: only when the whole cluster goes
+	$(KPT_CATALOG) destroy-all --stack "$$STACK" $(PULUMI_ARGS)
 
 test: venv ## Lint, type-check and run the tests (needs only Python, kpt and kubectl)
 	$(VENV)/bin/ruff check .
@@ -103,19 +80,19 @@ lint: venv ## ruff and mypy only
 	$(VENV)/bin/mypy .
 
 # tools/ is a package run with -m, so that its scripts can import components/ from the project root.
-plan: venv ## Print the deploy and rollback order of stack STACK (CATALOG_DIR=... to read another)
-	$(VENV)/bin/python -m tools.plan --stack "$$STACK" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR")
+plan: ## Print the deploy and rollback order of stack STACK (CATALOG_DIR=... to read another)
+	$(KPT_CATALOG) plan --stack "$$STACK" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR")
 
 # The README's picture is of packages.yaml (read as the dev stack reads it), whatever STACK says;
 # a test compares the two.
-plan-readme: venv ## Regenerate the README's graph from packages.yaml
-	$(VENV)/bin/python -m tools.plan --stack dev --write-readme
+plan-readme: ## Regenerate the README's graph from packages.yaml
+	$(KPT_CATALOG) plan --stack dev --write-readme
 
-status: venv ## Check each package's health on the cluster, or PACKAGE's (make exits 2 on any failure; for the codes 0 healthy, 1 unhealthy, 2 config, 3 unreachable run venv/bin/python -m tools.status --stack STACK)
-	$(VENV)/bin/python -m tools.status --stack "$$STACK" --timeout "$$TIMEOUT" --jobs "$$JOBS" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR") $(if $(PACKAGE),--package "$$PACKAGE")
+status: ## Check each package's health on the cluster, or PACKAGE's (./kpt-catalog status gives the exit codes)
+	$(KPT_CATALOG) status --stack "$$STACK" --timeout "$$TIMEOUT" --jobs "$$JOBS" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR") $(if $(PACKAGE),--package "$$PACKAGE")
 
-diff: venv ## Each package's objects against the cluster: changes, creates, prunes (make exits 2 on any difference or error; for the codes 0 in sync, 1 differ, 2 error run venv/bin/python -m tools.diff --stack STACK)
-	$(VENV)/bin/python -m tools.diff --stack "$$STACK" --timeout "$$TIMEOUT" --jobs "$$JOBS" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR") $(if $(PACKAGE),--package "$$PACKAGE")
+diff: ## Each package's objects against the cluster: changes, creates, prunes (./kpt-catalog diff gives the exit codes)
+	$(KPT_CATALOG) diff --stack "$$STACK" --timeout "$$TIMEOUT" --jobs "$$JOBS" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR") $(if $(PACKAGE),--package "$$PACKAGE")
 
 bench: venv ## Run the benchmarks
 	$(VENV)/bin/python -m tools.bench
@@ -135,10 +112,12 @@ e2e: venv ## User journeys through the real pulumi CLI on a local control plane 
 		$(VENV)/bin/pytest -m "e2e and not cluster" tests/e2e -rs; \
 	fi
 
-demo: venv ## Deploy the example catalog onto a local control plane with the real engine; it keeps running until make demo-down
+demo: ## Deploy the example catalog onto a local control plane with the real engine; it keeps running until make demo-down
+	$(KPT_CATALOG) --help >/dev/null
 	$(VENV)/bin/python -m world demo-up
 
-demo-down: venv ## Roll the demo back (kube-vip too) and stop its control plane
+demo-down: ## Roll the demo back (kube-vip too) and stop its control plane
+	$(KPT_CATALOG) --help >/dev/null
 	$(VENV)/bin/python -m world demo-down
 
 clean: ## Remove the venv and tool caches (never .pulumi-state: it records what is deployed)

@@ -20,6 +20,7 @@ from components.config import (
     ManifestSpec,
     PackageSpec,
     WaitSpec,
+    locate,
     parse_config,
 )
 from components.graph import Graph
@@ -251,7 +252,7 @@ def _load(config: CatalogConfig, index_of: dict[str, int]) -> Catalog:
     problems.extend(check_owners(owned, scans, manifests, config.catalog_dir))
     problems.extend(_check_secret_namespaces(graph, scans, index_of))
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(locate(problems, config.package_sources))
     catalog = Catalog(
         config=config,
         graph=graph,
@@ -269,7 +270,7 @@ def _load(config: CatalogConfig, index_of: dict[str, int]) -> Catalog:
     )
     problems = _check_environments(catalog, index_of)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(locate(problems, config.package_sources))
     return catalog
 
 

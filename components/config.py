@@ -28,13 +28,17 @@ __all__ = [
     "CatalogConfig",
     "ConfigError",
     "ConfigSource",
+    "Located",
+    "LocatedList",
     "ManifestSpec",
     "PackageSpec",
     "SecretSpec",
     "WaitSpec",
     "format_duration",
     "graph_and_stack",
+    "load_with_lines",
     "local_path",
+    "locate",
     "parse_config",
     "parse_duration",
     "secret_config_keys",
@@ -261,6 +265,9 @@ class CatalogConfig:
     reapply_tokens: Mapping[str, str] = field(default_factory=dict)
     """`kpt-catalog:reapply`: per package, a token whose change re-runs that package's apply and
     gates on the next `pulumi up` (`make reapply PACKAGE=...` sets it)."""
+    package_sources: Sequence[object] = field(default=(), compare=False, repr=False)
+    """Each package's entry as read (with its lines when read from packages.yaml), so that a
+    problem found later can still say where the package is written (`locate`)."""
 
     def package_dir_as_written(self, package: PackageSpec) -> str:
         """The package directory as the steps get it: `catalogDir` as written joined with the
@@ -630,10 +637,12 @@ def _check_names(problems: _Problems, packages: Sequence[PackageSpec]) -> None:
     for index, package in enumerate(packages):
         for need in package.needs:
             if need not in seen:
+                nearest = difflib.get_close_matches(need, sorted(seen), n=1, cutoff=0.6)
+                hint = f"did you mean {nearest[0]!r}? " if nearest else ""
                 problems.add(
                     f"packages[{index}].needs",
                     f"package {package.name!r} needs {need!r}, which is not a package of this "
-                    f"stack (known: {', '.join(sorted(seen))})",
+                    f"stack; {hint}the packages are {', '.join(sorted(seen))}",
                 )
             elif need == package.name:
                 problems.add(f"packages[{index}].needs", f"package {package.name!r} needs itself")
@@ -751,9 +760,10 @@ def parse_config(
         kubeconfig_path=local_path(kubeconfig, base_dir),
         kubeconfig_required=kubeconfig_required,
         reapply_tokens=reapply_tokens,
+        package_sources=raw_packages if isinstance(raw_packages, list) else (),
     )
     if problems.items:
-        raise ConfigError(problems.items, partial=config)
+        raise ConfigError(locate(problems.items, config.package_sources), partial=config)
     return config
 
 
@@ -803,6 +813,99 @@ def yaml_error_text(file_name: str, error: yaml.YAMLError) -> str:
     return f"{file_name}: not valid YAML: {' '.join(str(error).split())}"
 
 
+class Located(dict[Any, Any]):
+    """A mapping read from a YAML file, knowing the line of each of its keys."""
+
+    source: str = ""
+    line: int = 0
+    key_lines: dict[str, int]
+
+
+class LocatedList(list[Any]):
+    """A list read from a YAML file, knowing the line of each item."""
+
+    source: str = ""
+    line: int = 0
+    item_lines: list[int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, keeping the line where each mapping key and list item is written."""
+
+    source = ""
+
+
+def _located_mapping(loader: _LineLoader, node: yaml.MappingNode) -> Located:
+    mapping = Located(loader.construct_mapping(node, deep=True))
+    mapping.source, mapping.line = loader.source, node.start_mark.line + 1
+    mapping.key_lines = {
+        str(key.value): key.start_mark.line + 1
+        for key, _ in node.value
+        if isinstance(key, yaml.ScalarNode)
+    }
+    return mapping
+
+
+def _located_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LocatedList:
+    items = LocatedList(loader.construct_sequence(node, deep=True))
+    items.source, items.line = loader.source, node.start_mark.line + 1
+    items.item_lines = [item.start_mark.line + 1 for item in node.value]
+    return items
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _located_mapping)
+_LineLoader.add_constructor("tag:yaml.org,2002:seq", _located_sequence)
+
+
+def load_with_lines(text: str, source: str) -> object:
+    """`yaml.safe_load(text)`, its mappings and lists knowing where they are written in
+    `source` (a file name), for `locate`."""
+    loader = _LineLoader(text)
+    loader.source = source
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+_PACKAGE_KEY = re.compile(r"^packages\[(\d+)\]((?:\.[A-Za-z0-9_-]+|\[\d+\])*)(?=: )")
+_PATH_PART = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]")
+
+
+def locate(problems: Iterable[str], sources: Sequence[object]) -> list[str]:
+    """Each `packages[i]...: message` problem led by where the package is: the file and line
+    of the key it is about (when read from a file) and the package's name, e.g.
+    `packages.yaml line 57, package headscale: packages[4].need: unknown key ...`."""
+    located = []
+    for problem in problems:
+        match = _PACKAGE_KEY.match(problem)
+        index = int(match.group(1)) if match else -1
+        if match is None or index >= len(sources):
+            located.append(problem)
+            continue
+        entry = sources[index]
+        where = []
+        line = sources.item_lines[index] if isinstance(sources, LocatedList) else 0
+        node: object = entry
+        for name, position in _PATH_PART.findall(match.group(2)):
+            if isinstance(node, Located) and name:
+                line = node.key_lines.get(name, line)
+                node = node.get(name)
+            elif isinstance(node, LocatedList) and position and int(position) < len(node):
+                line = node.item_lines[int(position)]
+                node = node[int(position)]
+            else:
+                break
+        source = sources.source if isinstance(sources, LocatedList) else ""
+        if source and line:
+            where.append(f"{source} line {line}")
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if isinstance(name, str) and name:
+            where.append(f"package {name}")
+        located.append(f"{', '.join(where)}: {problem}" if where else problem)
+    return located
+
+
 def graph_and_stack(
     stack_values: Mapping[str, object], *, project_dir: Path, stack_file: str
 ) -> tuple[dict[str, object], tuple[str, ...]]:
@@ -828,7 +931,7 @@ def graph_and_stack(
     if not graph_file.is_file():
         return values, ()  # parse_config says that packages are required, and where
     try:
-        document = yaml.safe_load(graph_file.read_text(encoding="utf-8"))
+        document = load_with_lines(graph_file.read_text(encoding="utf-8"), GRAPH_FILE)
     except yaml.YAMLError as error:
         raise ConfigError([yaml_error_text(GRAPH_FILE, error)]) from None
     except (OSError, UnicodeDecodeError) as error:

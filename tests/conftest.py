@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.harness import EXAMPLE_CATALOG, ROOT, dev_stack_config
-from tools import stackfile
+from kpt_catalog import stackfile
 
 
 @pytest.fixture(autouse=True)

@@ -27,8 +27,8 @@ from components.step_prune import (
     prune_candidates,
 )
 from tests.harness import ROOT, TEST_CONTEXT, TEST_KUBECONFIG
-from tools import clusterops, diff
-from tools.stackfile import load_stack_catalog
+from kpt_catalog import clusterops, diff
+from kpt_catalog.stackfile import load_stack_catalog
 
 FAKEBIN = ROOT / "tests" / "fakebin"
 ORDER = ["kube-vip", "cilium", "tailscale", "headscale", "envoy-gateway"]
@@ -753,16 +753,19 @@ def _as_run(command: str, **environment: str) -> list[str]:
 
 def test_make_preview_runs_pulumis_preview_then_the_object_diff() -> None:
     commands = _make_dry_run("preview", "STACK=prod", "DRIFT=1", "PULUMI_ARGS=--refresh")
-    start = commands.index("sh tools/pulumi-stack.sh preview --diff --refresh")
+    start = commands.index("sh kpt_catalog/pulumi-stack.sh preview --diff --refresh")
     recipe = commands[start + 1 :]
     # the JSON goes to a temporary file; a failed preview stops make preview, saying so
     assert recipe[0] == """json="$(mktemp)" && trap 'rm -f "$json"' EXIT && \\"""
-    assert recipe[1] == 'if ! sh tools/pulumi-stack.sh preview --json --refresh >"$json"; then \\'
+    assert (
+        recipe[1]
+        == 'if ! sh kpt_catalog/pulumi-stack.sh preview --json --refresh >"$json"; then \\'
+    )
     assert "echo 'make preview: pulumi preview failed' >&2; exit 2; \\" in recipe[3]
     assert _as_run(recipe[-1], STACK="prod", json="a temporary file") == [
         "venv/bin/python",
         "-m",
-        "tools.diff",
+        "kpt_catalog.diff",
         "--stack",
         "prod",
         "--after-preview",
@@ -775,14 +778,14 @@ def test_make_diff_passes_its_variables() -> None:
     commands = _make_dry_run("diff", "PACKAGE=headscale", "TIMEOUT=2m", "CATALOG_DIR=my catalog")
     # the values are the environment's, never pasted into the line (tests/test_make.py runs it)
     assert commands[-1] == (
-        'venv/bin/python -m tools.diff --stack "$STACK" --timeout "$TIMEOUT" --jobs "$JOBS" '
+        'venv/bin/python -m kpt_catalog.diff --stack "$STACK" --timeout "$TIMEOUT" --jobs "$JOBS" '
         '--catalog-dir "$CATALOG_DIR" --package "$PACKAGE"'
     )
     exported = {"STACK": "dev", "TIMEOUT": "2m", "JOBS": "8", "CATALOG_DIR": "my catalog"}
     assert _as_run(commands[-1], **exported, PACKAGE="headscale") == [
         "venv/bin/python",
         "-m",
-        "tools.diff",
+        "kpt_catalog.diff",
         "--stack",
         "dev",
         "--timeout",

@@ -1,4 +1,4 @@
-"""`make up/preview/destroy` and tools/pulumi-stack.sh, run against a stand-in `pulumi`.
+"""`make up/preview/destroy` and kpt_catalog/pulumi-stack.sh, run against a stand-in `pulumi`.
 
 The stand-in records each call's arguments and the backend and passphrase it was given, so the
 tests can assert what a user would see happen: which backend their state goes to, which stack is
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tools.stackstate import protected_urns
+from kpt_catalog.stackstate import protected_urns
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -155,7 +155,7 @@ class Sandbox:
         )
 
     def wrapper(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        return self.run("/bin/sh", "tools/pulumi-stack.sh", *args, **kwargs)
+        return self.run("/bin/sh", "kpt_catalog/pulumi-stack.sh", *args, **kwargs)
 
     def make(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         make = shutil.which("make")
@@ -193,7 +193,7 @@ def sandbox(tmp_path: Path) -> Sandbox:
         shutil.copy(module, project / "tools")
     shutil.copytree(REPO / "components", project / "components", ignore=IGNORED)
     shutil.copy(REPO / "Pulumi.yaml", project)
-    # The graph, and two stacks on the one cluster (tools.stackfile reads them from the copy).
+    # The graph, and two stacks on the one cluster (kpt_catalog.stackfile reads them from the copy).
     shutil.copy(REPO / "packages.yaml", project)
     for stack in ("dev", "prod"):
         (project / f"Pulumi.{stack}.yaml").write_text(STACK_FILE)
@@ -844,7 +844,7 @@ def test_a_failed_preview_fails_make_preview_and_says_why(sandbox: Sandbox, drif
     ) in result.stderr
     assert "a warning" not in result.stderr
     # no object diff: nothing asked the cluster
-    assert [run[:2] for run in sandbox.tool_runs()] == [["-m", "tools.diff"]]
+    assert [run[:2] for run in sandbox.tool_runs()] == [["-m", "kpt_catalog.diff"]]
     assert "--after-preview" not in sandbox.tool_runs()[0]
     assert list(temp.iterdir()) == []  # the JSON's temporary file is removed
 
@@ -865,7 +865,7 @@ def test_preview_diffs_the_objects_of_what_pulumi_changes(sandbox: Sandbox, cata
         ["preview", "--json", "--refresh", "--stack", "prod"],
     ]
     [run] = sandbox.tool_runs()
-    assert run[:5] == ["-m", "tools.diff", "--stack", "prod", "--after-preview"]
+    assert run[:5] == ["-m", "kpt_catalog.diff", "--stack", "prod", "--after-preview"]
     assert Path(run[5]).parent == temp
     assert "no package is created or updated" in result.stdout
     assert list(temp.iterdir()) == []
@@ -877,7 +877,7 @@ def test_make_diff_hands_its_variables_to_the_tool(sandbox: Sandbox):
     assert sandbox.tool_runs() == [
         [
             "-m",
-            "tools.diff",
+            "kpt_catalog.diff",
             "--stack",
             "dev",
             "--timeout",

@@ -10,8 +10,8 @@ import yaml
 
 from components.graph import Graph
 from tests.harness import EXAMPLE_CATALOG, ROOT
-from tools import plan
-from tools.stackfile import load_stack_config
+from kpt_catalog import plan
+from kpt_catalog.stackfile import load_stack_config
 
 
 def test_plan_of_the_dev_stack(capsys: pytest.CaptureFixture[str], stack_project: Path) -> None:

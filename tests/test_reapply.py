@@ -11,7 +11,7 @@ import yaml
 
 from components.config import ConfigError
 from tests.harness import ProgramRun, run_program
-from tools import stackfile
+from kpt_catalog import stackfile
 
 COMMAND = "command:local:Command"
 STAMP = "2026-11-29T02:30:00Z"  # what `make reapply` writes: a UTC timestamp

@@ -25,7 +25,7 @@ from tests.harness import (
     run_registered_step,
 )
 from tests.test_make import Sandbox
-from tools import stackfile
+from kpt_catalog import stackfile
 
 SECRET_TYPE = "kubernetes:core/v1:Secret"  # noqa: S105 - a type token, not a password
 SECRET = "tailscale-secret-operator-oauth"  # noqa: S105 - a resource name

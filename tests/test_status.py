@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.harness import EXAMPLE_CATALOG, ROOT, TEST_CONTEXT, TEST_KUBECONFIG
-from tools import clusterops, stackfile, status
+from kpt_catalog import clusterops, stackfile, status
 
 FAKEBIN = ROOT / "tests" / "fakebin"
 

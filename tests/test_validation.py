@@ -19,7 +19,7 @@ from tests.harness import (
     run_program,
     shipped_graph,
 )
-from tools.stackfile import stack_config_values
+from kpt_catalog.stackfile import stack_config_values
 
 Mutation = Callable[[dict[str, Any], Path], object]  # tuple-lambdas do several edits
 

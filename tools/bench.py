@@ -35,7 +35,7 @@ from pathlib import Path
 
 from components.catalog import load
 from components.scan import package_digest, scan_package
-from tools.stackfile import ROOT, load_stack_catalog
+from kpt_catalog.stackfile import ROOT, load_stack_catalog
 
 __all__ = ["main"]
 
@@ -198,7 +198,7 @@ def _diff_rows(work: Path, runs: int) -> list[tuple[str, str, str, str]]:
             [
                 sys.executable,
                 "-m",
-                "tools.diff",
+                "kpt_catalog.diff",
                 "--catalog-dir",
                 str(EXAMPLE_CATALOG),
                 "--jobs",

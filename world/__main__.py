@@ -97,7 +97,7 @@ def demo_up() -> int:
 def _config_secret(env: dict[str, str], key: str, value: str) -> int:
     """`pulumi config set --secret`, the value on stdin (never on a command line)."""
     return subprocess.run(
-        ["sh", "tools/pulumi-stack.sh", "config", "set", "--secret", f"kpt-catalog:{key}"],
+        ["sh", "kpt_catalog/pulumi-stack.sh", "config", "set", "--secret", f"kpt-catalog:{key}"],
         cwd=ROOT,
         env=env,
         input=value,

@@ -63,8 +63,8 @@ def _apply(env: Mapping[str, str]) -> Execute:
     cluster = contract.cluster(env)
     allow_prune = prune.allowed_prunes(env)
     policy = contract.inventory_policy(env)
-    return lambda: {
-        "objects": kpt.apply(
+    return lambda: dict(
+        kpt.apply(
             package,
             directory,
             reconcile,
@@ -74,7 +74,7 @@ def _apply(env: Mapping[str, str]) -> Execute:
             allow_prune=allow_prune,
             inventory_policy=policy,
         )
-    }
+    )
 
 
 def _destroy(env: Mapping[str, str]) -> Execute:

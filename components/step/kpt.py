@@ -138,8 +138,9 @@ def apply(
     cluster: Cluster,
     allow_prune: Sequence[str] = (),
     inventory_policy: str = "strict",
-) -> int:
-    """``kpt live apply`` then ``kpt live status``; the number of objects kpt applied. First the
+) -> dict[str, int]:
+    """``kpt live apply`` then ``kpt live status``; how many objects kpt applied (`objects`) and
+    pruned (`pruned`), for the result line and the run's summary. First the
     prune guard: the same apply as a dry run, refusing prunes ``allow_prune`` does not allow.
     ``inventory_policy`` ``adopt`` lets kpt take over objects outside any inventory; the default,
     kpt's own ``strict``, adds no flag."""
@@ -169,7 +170,10 @@ def apply(
     if failure is not None and not _unwatched_new_kinds(package, failure, summary):
         raise with_stderr(failure, completed, summary)
     check_status(package, directory, reconcile, cluster)
-    return summary.successful.get("apply", 0)
+    return {
+        "objects": summary.successful.get("apply", 0),
+        "pruned": summary.successful.get("prune", 0),
+    }
 
 
 _CRD_GROUP = "apiextensions.k8s.io"

@@ -149,7 +149,14 @@ class Journey:
     def set_secret(self, key: str, value: str) -> None:
         """`pulumi config set --secret`, the value on stdin."""
         result = self.run(
-            ["sh", "tools/pulumi-stack.sh", "config", "set", "--secret", f"kpt-catalog:{key}"],
+            [
+                "sh",
+                "kpt_catalog/pulumi-stack.sh",
+                "config",
+                "set",
+                "--secret",
+                f"kpt-catalog:{key}",
+            ],
             stdin=value,
         )
         assert result.returncode == 0, result.stderr

@@ -7,9 +7,7 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -99,21 +97,3 @@ def check_package(stack: str, name: str) -> str:
     if name in names:
         return ""
     return f"PACKAGE: no package {name!r} in stack {stack}; expected one of {', '.join(names)}"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m tools.stackfile --stack S --check-package NAME`: exit 0 when the stack's graph
-    has the package, else 2 after saying why."""
-    parser = argparse.ArgumentParser(prog="python -m tools.stackfile")
-    parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to read")
-    parser.add_argument("--check-package", required=True, help="a package name to look up")
-    args = parser.parse_args(argv)
-    problem = check_package(args.stack, args.check_package)
-    if problem:
-        print(problem, file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

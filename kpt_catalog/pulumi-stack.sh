@@ -1,5 +1,5 @@
 #!/bin/sh
-# Run one pulumi command against this project's stack: tools/pulumi-stack.sh up [args...]
+# Run one pulumi command against this project's stack: kpt_catalog/pulumi-stack.sh up [args...]
 #
 # The Makefile's up/preview/destroy go through here so that they work on a machine that never
 # ran `pulumi login`, without changing that machine's global login:
@@ -8,12 +8,12 @@
 #     used; otherwise state goes to <project>/.pulumi-state through PULUMI_BACKEND_URL for this
 #     run only (never `pulumi login`, which would rewrite ~/.pulumi/credentials.json);
 #     On that local backend, when neither PULUMI_CONFIG_PASSPHRASE nor PULUMI_CONFIG_PASSPHRASE_FILE
-#     is set, the passphrase is set to empty only after tools/stackstate.py found no secret in
+#     is set, the passphrase is set to empty only after kpt_catalog/stackstate.py found no secret in
 #     Pulumi.<stack>.yaml nor in the stack's state; otherwise it stops and says how to set one;
 #   - the stack ${STACK:-dev} is selected, and created if it does not exist yet;
 #   - then `pulumi <args> --stack <stack>` runs.
 #
-# `tools/pulumi-stack.sh destroy-all [args...]` removes everything, protected resources too, and
+# `kpt_catalog/pulumi-stack.sh destroy-all [args...]` removes everything, protected resources too, and
 # cannot half-happen: it unprotects exactly the resources that are protected, runs
 # `pulumi destroy [args...]`, and whatever the outcome (declined, failed, Ctrl-C) protects again
 # every one of them still in state before it returns, with the destroy's exit status.
@@ -33,7 +33,7 @@ need pulumi "Pulumi's installer: https://www.pulumi.com/docs/install/"
 need kpt "kpt's releases: https://github.com/kptdev/kpt/releases"
 need kubectl "https://kubernetes.io/docs/tasks/tools/#kubectl"
 if [ "$missing" -ne 0 ]; then
-	exit 1
+	exit 78 # sysexits EX_CONFIG: kpt-catalog reads it as a configuration error
 fi
 
 if [ "$#" -eq 0 ]; then
@@ -45,13 +45,13 @@ project_dir=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd -P)
 stack=${STACK:-dev}
 cd "$project_dir"
 
-# tools/stackstate.py is standard library only: the project's venv runs it, else python3.
+# kpt_catalog/stackstate.py is standard library only: the project's venv runs it, else python3.
 if [ -x venv/bin/python ]; then
 	python=venv/bin/python
 else
 	python=python3
 fi
-stackstate() { "$python" tools/stackstate.py "$@"; }
+stackstate() { "$python" kpt_catalog/stackstate.py "$@"; }
 
 # How to give the stack a passphrase; stops the run.
 refuse_empty_passphrase() {
@@ -60,7 +60,7 @@ refuse_empty_passphrase() {
 	say "  (or: read -rs PULUMI_CONFIG_PASSPHRASE && export PULUMI_CONFIG_PASSPHRASE)"
 	say "if this stack was created with the empty passphrase, give it a real one (it asks for the new one):"
 	say "  PULUMI_CONFIG_PASSPHRASE= PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL pulumi stack change-secrets-provider passphrase --stack $stack"
-	exit 1
+	exit 78
 }
 
 # `--secret` as pulumi's flag parser (cobra/pflag) takes it: bare, or =true in any of the
@@ -134,7 +134,7 @@ choose_passphrase() {
 
 # destroy-all: protected resources are unprotected only for the length of one `pulumi destroy`.
 # `pulumi stack export` prints the stored deployment without decrypting anything
-# (pulumi/pulumi pkg/cmd/pulumi/stack/stack_export.go); tools/stackstate.py reads it.
+# (pulumi/pulumi pkg/cmd/pulumi/stack/stack_export.go); kpt_catalog/stackstate.py reads it.
 # `pulumi state protect` and `unprotect` are called once per URN: older CLIs take one URN each
 # (pulumi/pulumi pkg/cmd/pulumi/state/state_protect.go: MaximumNArgs(1)).
 interrupted=0
@@ -234,9 +234,9 @@ if [ "$1" = destroy-all ]; then
 	destroy_all "$@"
 fi
 # Without a Python language host next to the CLI or on PATH (a CLI built from its Go module has
-# none), the program is served from the project's virtualenv instead (tools/program_host.py).
+# none), the program is served from the project's virtualenv instead (kpt_catalog/program_host.py).
 pulumi_dir=$(dirname -- "$(command -v pulumi)")
 if [ ! -x "$pulumi_dir/pulumi-language-python" ] && ! command -v pulumi-language-python >/dev/null 2>&1; then
-	exec "$python" -m tools.program_host pulumi "$@" --stack "$stack"
+	exec "$python" -m kpt_catalog.program_host pulumi "$@" --stack "$stack"
 fi
 exec pulumi "$@" --stack "$stack"

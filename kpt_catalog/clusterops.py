@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -21,9 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import yaml
+
 from components.catalog import Catalog
-from components.config import CatalogConfig, format_duration, parse_duration
-from tools.stackfile import load_stack_catalog
+from components.config import CatalogConfig, format_duration, parse_duration, yaml_error_text
+from kpt_catalog.output import Printer
+from kpt_catalog.stackfile import load_stack_catalog
 
 __all__ = [
     "DEFAULT_JOBS",
@@ -31,11 +36,13 @@ __all__ = [
     "Cluster",
     "Ran",
     "RunSettings",
+    "UnusableClusterError",
     "add_bound_arguments",
     "add_package_argument",
     "add_stack_arguments",
     "bound_text",
     "cluster_of",
+    "cluster_problem",
     "connect",
     "load_run_settings",
     "parse_jobs",
@@ -130,14 +137,63 @@ def load_run_settings(args: argparse.Namespace) -> RunSettings:
     return RunSettings(timeout, jobs, catalog, [package] if package else names)
 
 
-def connect(stack: str, config: CatalogConfig, deadline: float) -> Cluster | None:
+def cluster_problem(cluster: Cluster) -> str:
+    """Why the stack's cluster cannot even be asked, with the fix; "" when it can: kubectl on
+    PATH, the kubeconfig file readable, and the context named in it. These are configuration
+    errors (exit 2), never "unreachable", which means a cluster that did not answer."""
+    if shutil.which("kubectl") is None:
+        return (
+            "kubectl is not on PATH: install it (https://kubernetes.io/docs/tasks/tools/#kubectl)"
+            " and run this again"
+        )
+    path = Path(cluster.kubeconfig)
+    if not path.is_file():
+        return (
+            f"kpt-catalog:kubeconfig: {cluster.kubeconfig} does not exist; set the path of the "
+            "cluster's kubeconfig in the stack file (RKE2 writes /etc/rancher/rke2/rke2.yaml on "
+            "its servers)"
+        )
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        return f"kpt-catalog:kubeconfig: {cluster.kubeconfig} cannot be read: {error}"
+    except yaml.YAMLError as error:
+        return f"kpt-catalog:kubeconfig: {yaml_error_text(cluster.kubeconfig, error)}"
+    contexts = document.get("contexts") if isinstance(document, dict) else None
+    names = [
+        str(entry.get("name"))
+        for entry in (contexts if isinstance(contexts, list) else [])
+        if isinstance(entry, dict) and entry.get("name")
+    ]
+    if cluster.context not in names:
+        known = ", ".join(names) or "none"
+        nearest = difflib.get_close_matches(cluster.context, names, n=1, cutoff=0.6)
+        hint = f"did you mean {nearest[0]!r}? " if nearest else ""
+        return (
+            f"kpt-catalog:context: {cluster.kubeconfig} has no context {cluster.context!r}; "
+            f"{hint}its contexts: {known}"
+        )
+    return ""
+
+
+class UnusableClusterError(ValueError):
+    """The stack's cluster cannot be asked (`cluster_problem`): a configuration error."""
+
+
+def connect(
+    stack: str, config: CatalogConfig, deadline: float, printer: Printer | None = None
+) -> Cluster | None:
     """Print which cluster the stack names, then probe it; None, after printing why, when it
-    does not answer."""
+    does not answer. UnusableClusterError when it cannot be asked at all."""
+    printer = printer or Printer()
     cluster = cluster_of(config)
-    print(f"stack {stack}: {cluster.describe()}", flush=True)
+    printer.line(f"stack {stack}: {cluster.describe()}")
+    problem = cluster_problem(cluster)
+    if problem:
+        raise UnusableClusterError(problem)
     reason = unreachable_reason(cluster, deadline)
     if reason:
-        print(f"cluster unreachable ({cluster.describe()}): {reason}", flush=True)
+        printer.line(printer.paint(f"cluster unreachable ({cluster.describe()}): {reason}", "red"))
         return None
     return cluster
 

@@ -1,12 +1,13 @@
-"""`make status`: the deploy's own checks for every package, against the cluster, without Pulumi.
+"""`kpt-catalog status`: the deploy's own checks for each package, against the cluster.
 
 For each package: `kpt live status` until every object is Current (within its reconcile timeout),
 then its `waitBefore` and `waitAfter` gates and a wait for each native object's `waitFor`
 condition. It changes nothing, so every package is checked at once (up to JOBS), under one bound
 (TIMEOUT); the lines come out in deploy order.
 
-Exit status: 0 every package healthy; 1 some package unhealthy or not checked within TIMEOUT;
-2 a configuration error (nothing was run); 3 the cluster did not answer (nothing was checked).
+Exit status (kpt_catalog.exits): 0 every package healthy; 1 some package unhealthy; 2 a
+configuration error (nothing was run); 3 the cluster did not answer (nothing was checked); 4 some
+package could not be checked within TIMEOUT.
 """
 
 from __future__ import annotations
@@ -22,24 +23,17 @@ from components import kptstep
 from components.catalog import LoadedPackage
 from components.config import CatalogConfig, ConfigError, WaitSpec
 from components.environment import status_environment
-from tools import clusterops
-from tools.stackfile import ROOT
+from kpt_catalog import clusterops, exits
+from kpt_catalog.output import Printer, add_output_argument
+from kpt_catalog.stackfile import ROOT
 
 __all__ = [
-    "EXIT_CONFIG",
-    "EXIT_HEALTHY",
-    "EXIT_UNHEALTHY",
-    "EXIT_UNREACHABLE",
     "Health",
     "check_package",
+    "health_json",
     "main",
     "native_waits",
 ]
-
-EXIT_HEALTHY = 0
-EXIT_UNHEALTHY = 1
-EXIT_CONFIG = 2
-EXIT_UNREACHABLE = 3
 
 
 def native_waits(package: LoadedPackage) -> list[WaitSpec]:
@@ -112,44 +106,72 @@ def check_package(
     return Health(False, f"UNHEALTHY ({failure})", details)
 
 
+def health_json(name: str, health: Health) -> dict[str, object]:
+    """One package in `status --output json` (docs/schema/status.json)."""
+    state = "healthy" if health.healthy else "unhealthy"
+    if health.verdict.startswith("NOT CHECKED"):
+        state = "not-checked"
+    return {
+        "name": name,
+        "state": state,
+        "verdict": health.verdict,
+        "details": list(health.details) if not health.healthy else [],
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="make status",
+        prog="kpt-catalog status",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     clusterops.add_stack_arguments(parser)
     clusterops.add_package_argument(parser, what="check")
     clusterops.add_bound_arguments(parser, checked="checked")
+    add_output_argument(parser)
     args = parser.parse_args(argv)
+    out = Printer(args.output == "json")
+
+    def finish(code: int, packages: list[dict[str, object]], problems: list[str]) -> int:
+        out.document(
+            "status", {"stack": args.stack, "packages": packages, "problems": problems}, code
+        )
+        return code
+
     try:
         settings = clusterops.load_run_settings(args)
+        catalog = settings.catalog
+        deadline = time.monotonic() + settings.timeout
+        cluster = clusterops.connect(args.stack, catalog.config, deadline, out)
     except (ConfigError, ValueError) as error:
         print(error, file=sys.stderr)
-        return EXIT_CONFIG
-    catalog = settings.catalog
-    deadline = time.monotonic() + settings.timeout
-    bound = clusterops.bound_text(settings.timeout)
-    cluster = clusterops.connect(args.stack, catalog.config, deadline)
+        return finish(exits.CONFIG, [], str(error).splitlines())
     if cluster is None:
-        return EXIT_UNREACHABLE
+        return finish(exits.UNREACHABLE, [], ["the cluster did not answer"])
+    bound = clusterops.bound_text(settings.timeout)
     by_name = {package.spec.name: package for package in catalog.packages}
 
     def check(name: str, until: float) -> Health:
         return check_package(by_name[name], catalog.config, cluster, until, bound, stack=args.stack)
 
     def show(name: str, health: Health) -> None:
-        print(f"{name:<16} {health.verdict}", flush=True)
+        colour = "green" if health.healthy else "red"
+        out.line(f"{name:<16} {out.paint(health.verdict, colour)}")
         if not health.healthy:
             for line in health.details:
-                print(f"    {line}", flush=True)
+                out.line(f"    {line}")
 
     results = clusterops.run_in_deploy_order(
         settings.selected, check, jobs=settings.jobs, deadline=deadline, show=show
     )
     healthy = sum(1 for health in results.values() if health.healthy)
-    print(f"{healthy} of {len(results)} package(s) healthy")
-    return EXIT_HEALTHY if healthy == len(results) else EXIT_UNHEALTHY
+    out.line(f"{healthy} of {len(results)} package(s) healthy")
+    packages = [health_json(name, health) for name, health in results.items()]
+    if any(package["state"] == "not-checked" for package in packages):
+        code = exits.FAILED
+    else:
+        code = exits.OK if healthy == len(results) else exits.DIFFERS
+    return finish(code, packages, [])
 
 
 if __name__ == "__main__":

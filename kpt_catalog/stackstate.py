@@ -1,12 +1,12 @@
-"""What tools/pulumi-stack.sh needs to know about a stack, read without the stack's passphrase.
+"""What kpt_catalog/pulumi-stack.sh needs to know of a stack, read without the stack's passphrase.
 
 Standard library only, but for PyYAML when the interpreter has it (the project's venv does): the
 wrapper runs it before anything else and must not depend on a working virtualenv. Without PyYAML
 a stack file that is not JSON is scanned line by line, any spelling of `secure:` counting.
 
-    python3 tools/stackstate.py protected            < export.json   # URNs with protect: true
-    python3 tools/stackstate.py present URN...       < export.json   # those of URN... in state
-    python3 tools/stackstate.py secrets --stack S --state-dir D      # does the stack hold secrets?
+    python3 kpt_catalog/stackstate.py protected < export.json       # URNs with protect: true
+    python3 kpt_catalog/stackstate.py present URN... < export.json  # those of URN... in state
+    python3 kpt_catalog/stackstate.py secrets --stack S --state-dir D  # does it hold secrets?
 
 `protected` and `present` read what `pulumi stack export` prints: `{"version": 3, "deployment":
 {"resources": [{"urn": ..., "protect": true, "delete": ...}, ...]}}` (apitype.UntypedDeployment,

@@ -1,6 +1,6 @@
 """Serve this project's program to the Pulumi CLI when no Python language host is installed.
 
-    python -m tools.program_host pulumi up --stack dev [args...]
+    python -m kpt_catalog.program_host pulumi up --stack dev [args...]
 
 The CLI normally starts the program through its `pulumi-language-python` plugin. Where that
 plugin is missing (a CLI built from its Go module: the plugin's module is not published where it
@@ -39,7 +39,8 @@ def _program() -> None:
 def main(argv: list[str]) -> int:
     """Run `argv` (a pulumi command line), serving the program to it when it runs one."""
     if len(argv) < 2 or Path(argv[0]).name != "pulumi":
-        print("usage: python -m tools.program_host pulumi <command> [args...]", file=sys.stderr)
+        usage = "usage: python -m kpt_catalog.program_host pulumi <command> [args...]"
+        print(usage, file=sys.stderr)
         return 2
     if argv[1] not in PROGRAM_COMMANDS:
         return subprocess.call(argv)
