@@ -20,7 +20,6 @@ from components.config import (
     ManifestSpec,
     PackageSpec,
     WaitSpec,
-    locate,
     parse_config,
 )
 from components.graph import Graph
@@ -197,7 +196,7 @@ def load_catalog(config: CatalogConfig | ConfigError) -> Catalog:
             _load(_checkable(config.partial), positions)
         except ConfigError as error:
             earlier.extend(p for p in error.problems if p not in earlier)
-        raise ConfigError(earlier)
+        raise ConfigError(earlier, sources=config.sources)
     return _load(config, {p.name: i for i, p in enumerate(config.packages)})
 
 
@@ -252,7 +251,7 @@ def _load(config: CatalogConfig, index_of: dict[str, int]) -> Catalog:
     problems.extend(check_owners(owned, scans, manifests, config.catalog_dir))
     problems.extend(_check_secret_namespaces(graph, scans, index_of))
     if problems:
-        raise ConfigError(locate(problems, config.package_sources))
+        raise ConfigError(problems, sources=config.package_sources)
     catalog = Catalog(
         config=config,
         graph=graph,
@@ -270,7 +269,7 @@ def _load(config: CatalogConfig, index_of: dict[str, int]) -> Catalog:
     )
     problems = _check_environments(catalog, index_of)
     if problems:
-        raise ConfigError(locate(problems, config.package_sources))
+        raise ConfigError(problems, sources=config.package_sources)
     return catalog
 
 

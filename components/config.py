@@ -120,11 +120,22 @@ _ROLLOUT_TYPES = frozenset(
 class ConfigError(ValueError):
     """The stack configuration or the catalog it names is not usable; lists every problem."""
 
-    def __init__(self, problems: Sequence[str], partial: CatalogConfig | None = None) -> None:
+    def __init__(
+        self,
+        problems: Sequence[str],
+        partial: CatalogConfig | None = None,
+        *,
+        sources: Sequence[object] = (),
+    ) -> None:
         self.problems = tuple(problems)
+        """Each problem as `key: what is wrong`, e.g. `packages[4].need: unknown key; ...`."""
         self.partial = partial
         """What could be parsed despite the problems, so the catalog's files can be checked too."""
-        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        self.sources = sources
+        """The packages' entries as read (`CatalogConfig.package_sources`), for `locate`."""
+        self.located = tuple(locate(self.problems, sources))
+        """The problems as printed: each led by the file, line and package it is about."""
+        lines = "\n".join(f"  - {problem}" for problem in self.located)
         super().__init__(f"kpt-catalog: {len(self.problems)} configuration problem(s):\n{lines}")
 
 
@@ -763,7 +774,7 @@ def parse_config(
         package_sources=raw_packages if isinstance(raw_packages, list) else (),
     )
     if problems.items:
-        raise ConfigError(locate(problems.items, config.package_sources), partial=config)
+        raise ConfigError(problems.items, partial=config, sources=config.package_sources)
     return config
 
 

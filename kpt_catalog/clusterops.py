@@ -28,7 +28,7 @@ import yaml
 from components.catalog import Catalog
 from components.config import CatalogConfig, format_duration, parse_duration, yaml_error_text
 from kpt_catalog.output import Printer
-from kpt_catalog.stackfile import load_stack_catalog
+from kpt_catalog.stackfile import load_stack_catalog, unknown_package
 
 __all__ = [
     "DEFAULT_JOBS",
@@ -129,11 +129,9 @@ def load_run_settings(args: argparse.Namespace) -> RunSettings:
     catalog = load_stack_catalog(args.stack, overrides)
     names = [package.spec.name for package in catalog.packages]
     package = getattr(args, "package", None)
-    if package and package not in names:
-        raise ValueError(
-            f"PACKAGE: no package {package!r} in stack {args.stack}; "
-            f"expected one of {', '.join(names)}"
-        )
+    problem = unknown_package(args.stack, package, names) if package is not None else ""
+    if problem:
+        raise ValueError(problem)
     return RunSettings(timeout, jobs, catalog, [package] if package else names)
 
 

@@ -172,7 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_stack_config(args.stack, overrides)
     except ConfigError as error:
-        return refuse(str(error))  # every problem before any plan line
+        if error.partial is None or not error.partial.catalog_dir.is_dir():
+            return refuse(str(error))  # every problem before any plan line
+        try:  # the files' problems too, in the same round
+            load_stack_catalog(args.stack, overrides)
+        except ConfigError as everything:
+            return refuse(str(everything))
+        return refuse(str(error))
     graph = Graph.build(config.packages)  # load_stack_config checked it (no cycle)
     if args.write_readme or args.mermaid:  # the picture needs the graph only, not the files
         if args.write_readme:

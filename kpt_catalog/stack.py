@@ -19,8 +19,7 @@ from pathlib import Path
 import yaml
 
 from components.config import ConfigError
-from kpt_catalog import clusterops, exits
-from kpt_catalog.stackfile import ROOT, load_stack_config
+from kpt_catalog import clusterops, exits, stackfile
 
 __all__ = ["main", "stack_file_text"]
 
@@ -54,7 +53,7 @@ def _init(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return exits.CONFIG
-    target = ROOT / f"Pulumi.{name}.yaml"
+    target = stackfile.ROOT / f"Pulumi.{name}.yaml"
     if target.exists():
         print(
             f"stack init: {target.name} already exists; edit it, or remove it first",
@@ -77,7 +76,7 @@ def _init(args: argparse.Namespace) -> int:
     target.write_text(stack_file_text(name, kubeconfig, args.context, args.catalog_dir))
     print(f"wrote {target.name}")
     try:
-        load_stack_config(name)
+        stackfile.load_stack_config(name)
     except ConfigError as error:
         print(f"stack {name} is written, but the catalog has problems to fix:\n{error}")
         return exits.CONFIG
@@ -88,7 +87,7 @@ def _init(args: argparse.Namespace) -> int:
 def _set_secret(args: argparse.Namespace) -> int:
     from kpt_catalog import deploy  # the engine only for this subcommand
 
-    if not (ROOT / f"Pulumi.{args.name}.yaml").is_file():
+    if not (stackfile.ROOT / f"Pulumi.{args.name}.yaml").is_file():
         print(
             f"stack set-secret: Pulumi.{args.name}.yaml does not exist; create it with "
             f"kpt-catalog stack init {args.name} --kubeconfig FILE --context CONTEXT",

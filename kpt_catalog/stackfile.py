@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "load_stack_config",
     "stack_config_values",
     "stack_values",
+    "unknown_package",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +47,13 @@ def stack_config_values(
     root = ROOT if root is None else root
     stack_file = root / f"Pulumi.{stack}.yaml"
     if not stack_file.is_file():
-        raise ConfigError([f"stack: {stack_file} does not exist; expected Pulumi.{stack}.yaml"])
+        raise ConfigError(
+            [
+                f"stack {stack}: {stack_file} does not exist; create it with `kpt-catalog stack "
+                f"init {stack} --kubeconfig FILE --context CONTEXT` (or write it by hand: "
+                "docs/configuration.md)"
+            ]
+        )
     values: dict[str, object] = {}
     project = yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}
     for key, spec in (project.get("config") or {}).items():
@@ -93,7 +101,16 @@ def check_package(stack: str, name: str) -> str:
         config = load_stack_config(stack)
     except ConfigError as error:
         return str(error)
-    names = [package.name for package in config.packages]
+    return unknown_package(stack, name, [package.name for package in config.packages])
+
+
+def unknown_package(stack: str, name: str, names: Sequence[str]) -> str:
+    """ "" when `name` is one of `names`, else the error that names the choices and the likely
+    one (`--package` / PACKAGE= of diff, status and reapply)."""
     if name in names:
         return ""
-    return f"PACKAGE: no package {name!r} in stack {stack}; expected one of {', '.join(names)}"
+    nearest = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f"did you mean {nearest[0]!r}? " if nearest else ""
+    return (
+        f"PACKAGE: no package {name!r} in stack {stack}; {hint}the packages are {', '.join(names)}"
+    )

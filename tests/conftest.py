@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness import EXAMPLE_CATALOG, ROOT, dev_stack_config
 from kpt_catalog import stackfile
+from tests.harness import EXAMPLE_CATALOG, ROOT, dev_stack_config
 
 
 @pytest.fixture(autouse=True)

@@ -426,3 +426,21 @@ def run_registered_step(
         else []
     )
     return result, calls
+
+
+def check_json_output(text: str, schema_name: str) -> dict[str, Any]:
+    """The JSON document a command printed, checked against its published schema in
+    docs/schema/ (which refers to common.json); raises naming the first field that is wrong."""
+    import jsonschema  # a test tool, not a dependency of the program
+    from referencing import Registry, Resource
+
+    schemas = ROOT / "docs" / "schema"
+    registry: Registry[Any] = Registry()
+    for path in schemas.glob("*.json"):
+        document = json.loads(path.read_text())
+        registry = registry.with_resource(document["$id"], Resource.from_contents(document))
+    schema = json.loads((schemas / f"{schema_name}.json").read_text())
+    document = json.loads(text)
+    jsonschema.Draft202012Validator(schema, registry=registry).validate(document)
+    assert isinstance(document, dict)
+    return document

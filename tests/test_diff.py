@@ -26,9 +26,9 @@ from components.step_prune import (
     plan_prune,
     prune_candidates,
 )
-from tests.harness import ROOT, TEST_CONTEXT, TEST_KUBECONFIG
-from kpt_catalog import clusterops, diff
+from kpt_catalog import clusterops, diff, exits
 from kpt_catalog.stackfile import load_stack_catalog
+from tests.harness import ROOT, TEST_CONTEXT, TEST_KUBECONFIG, check_json_output
 
 FAKEBIN = ROOT / "tests" / "fakebin"
 ORDER = ["kube-vip", "cilium", "tailscale", "headscale", "envoy-gateway"]
@@ -331,7 +331,7 @@ def test_an_unreachable_cluster_is_said_once(
 
     code, out = run_diff(catalog, capsys)
 
-    assert code == 2
+    assert code == exits.UNREACHABLE
     assert out.splitlines()[1:] == [
         f"cluster unreachable (kubeconfig {TEST_KUBECONFIG}, "
         f"context {TEST_CONTEXT}): The connection to the server 127.0.0.1:6443 was "
@@ -435,10 +435,10 @@ def test_the_users_external_diff_program_is_not_used(
 def test_an_unknown_package_is_named(
     cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert diff.main(["--catalog-dir", str(catalog), "--package", "headscal"]) == 2
+    assert diff.main(["--catalog-dir", str(catalog), "--package", "headscal"]) == exits.CONFIG
     assert capsys.readouterr().err.strip() == (
-        "PACKAGE: no package 'headscal' in stack dev; expected one of "
-        "kube-vip, cilium, tailscale, headscale, envoy-gateway"
+        "PACKAGE: no package 'headscal' in stack dev; did you mean 'headscale'? the packages "
+        "are kube-vip, cilium, tailscale, headscale, envoy-gateway"
     )
     assert cluster.argvs() == []
 
@@ -454,7 +454,7 @@ def test_a_failed_kubectl_is_an_error_with_its_reason(
 
     code, out = run_diff(catalog, capsys, "--package", "cilium")
 
-    assert code == 2
+    assert code == exits.FAILED
     assert verdicts(out)["cilium"] == "ERROR: kubectl diff failed (exit 2)"
     assert "ensure CRDs are installed first" in out
     assert 'no matches for kind "PodSecurityPolicy" in version "policy/v1beta1"' in out
@@ -627,7 +627,7 @@ FAILED_DIGEST = {
     ],
 }
 FAILED_MESSAGE = (
-    "make preview: pulumi preview failed with error(s):\n"
+    "kpt-catalog preview: pulumi preview failed with error(s):\n"
     "  headscale-apply: kpt live apply failed: exit 1"
 )
 
@@ -635,7 +635,7 @@ FAILED_MESSAGE = (
 def test_a_preview_with_an_error_is_a_failure_naming_it() -> None:
     with pytest.raises(ValueError) as raised:
         diff.packages_in_preview(json.dumps(FAILED_DIGEST), ["headscale", "tailscale"])
-    assert str(raised.value) == FAILED_MESSAGE.removeprefix("make preview: ")
+    assert str(raised.value) == FAILED_MESSAGE.removeprefix("kpt-catalog preview: ")
     # a warning alone is no failure
     warned = {**FAILED_DIGEST, "diagnostics": FAILED_DIGEST["diagnostics"][:1]}
     assert diff.packages_in_preview(json.dumps(warned), ["tailscale"]) == {"tailscale"}
@@ -656,14 +656,12 @@ def test_after_a_failed_preview_nothing_is_diffed(
 
     code = diff.main(["--catalog-dir", str(catalog), "--after-preview", str(preview), *drift])
 
-    assert code == 2
+    assert code == exits.FAILED
     assert capsys.readouterr().err.strip() == FAILED_MESSAGE
     assert cluster.argvs() == []
-    # the same from the file of a failed `pulumi preview --json` (make preview's error branch)
-    assert diff.main(["--preview-errors", str(preview)]) == 2
-    assert capsys.readouterr().err.strip() == FAILED_MESSAGE
     preview.write_text("error: no stack named 'dev' found\n")
-    assert diff.main(["--catalog-dir", str(catalog), "--after-preview", str(preview), *drift]) == 2
+    argv = ["--catalog-dir", str(catalog), "--after-preview", str(preview), *drift]
+    assert diff.main(argv) == exits.FAILED
     assert "printed no preview" in capsys.readouterr().err
 
 
@@ -705,7 +703,7 @@ def test_an_inventory_entry_that_is_not_strings_is_an_error_naming_the_inventory
 
     code, out = run_diff(catalog, capsys, "--package", "headscale")
 
-    assert code == 2
+    assert code == exits.FAILED
     assert verdicts(out)["headscale"] == (
         "ERROR: the ResourceGroup headscale/headscale: spec.resources holds an entry "
         "whose kind is not a string: {'kind': {'a': 1}, 'name': 'x'}"
@@ -751,41 +749,22 @@ def _as_run(command: str, **environment: str) -> list[str]:
     return result.stdout.split("\0")[:-1]
 
 
-def test_make_preview_runs_pulumis_preview_then_the_object_diff() -> None:
+def test_make_preview_hands_its_variables_to_the_command() -> None:
     commands = _make_dry_run("preview", "STACK=prod", "DRIFT=1", "PULUMI_ARGS=--refresh")
-    start = commands.index("sh kpt_catalog/pulumi-stack.sh preview --diff --refresh")
-    recipe = commands[start + 1 :]
-    # the JSON goes to a temporary file; a failed preview stops make preview, saying so
-    assert recipe[0] == """json="$(mktemp)" && trap 'rm -f "$json"' EXIT && \\"""
-    assert (
-        recipe[1]
-        == 'if ! sh kpt_catalog/pulumi-stack.sh preview --json --refresh >"$json"; then \\'
-    )
-    assert "echo 'make preview: pulumi preview failed' >&2; exit 2; \\" in recipe[3]
-    assert _as_run(recipe[-1], STACK="prod", json="a temporary file") == [
-        "venv/bin/python",
-        "-m",
-        "kpt_catalog.diff",
-        "--stack",
-        "prod",
-        "--after-preview",
-        "a temporary file",
-        "--drift",
-    ]
+    assert commands[-1] == './kpt-catalog preview --stack "$STACK" --drift --refresh'
 
 
 def test_make_diff_passes_its_variables() -> None:
     commands = _make_dry_run("diff", "PACKAGE=headscale", "TIMEOUT=2m", "CATALOG_DIR=my catalog")
     # the values are the environment's, never pasted into the line (tests/test_make.py runs it)
     assert commands[-1] == (
-        'venv/bin/python -m kpt_catalog.diff --stack "$STACK" --timeout "$TIMEOUT" --jobs "$JOBS" '
+        './kpt-catalog diff --stack "$STACK" --timeout "$TIMEOUT" --jobs "$JOBS" '
         '--catalog-dir "$CATALOG_DIR" --package "$PACKAGE"'
     )
     exported = {"STACK": "dev", "TIMEOUT": "2m", "JOBS": "8", "CATALOG_DIR": "my catalog"}
     assert _as_run(commands[-1], **exported, PACKAGE="headscale") == [
-        "venv/bin/python",
-        "-m",
-        "kpt_catalog.diff",
+        "./kpt-catalog",
+        "diff",
         "--stack",
         "dev",
         "--timeout",
@@ -1014,7 +993,7 @@ def test_every_way_kubectl_diff_ends_is_an_error_never_in_sync(
 
     code, out = run_diff(catalog, capsys, "--package", "headscale")
 
-    assert code == 2, out
+    assert code == exits.FAILED, out
     assert verdicts(out)["headscale"] == verdict
     assert out.splitlines()[-1] == "0 of 1 package(s) in sync, 1 failed"
 
@@ -1045,7 +1024,7 @@ def test_a_failed_diff_never_quotes_its_stdout_or_a_secret_value(
 
         code, out = run_diff(catalog, capsys, "--package", "headscale")
 
-        assert code == 2, out
+        assert code == exits.FAILED, out
         for secret in (value, encoded, "plain-s3cret-text", "last-applied"):
             assert secret not in out, (script, out)
 
@@ -1101,7 +1080,7 @@ def test_an_inventory_entry_kubernetes_would_not_allow_is_reported_before_kubect
 
     code, out = run_diff(catalog, capsys, "--package", "cilium")
 
-    assert code == 2, out
+    assert code == exits.FAILED, out
     assert verdicts(out)["cilium"].startswith(
         "ERROR: the ResourceGroup kube-system/cilium: spec.resources[5]: "
     ), out
@@ -1119,7 +1098,7 @@ def test_an_entry_of_the_packages_own_cluster_scoped_kind_with_a_namespace_is_re
 
     code, out = run_diff(catalog, capsys, "--package", "envoy-gateway")
 
-    assert code == 2, out
+    assert code == exits.FAILED, out
     assert (
         "a GatewayClass has no namespace, yet this entry names namespace "
         "'envoy-gateway-system': kpt cannot find it there"
@@ -1188,3 +1167,72 @@ def test_native_objects_missing_or_with_other_keys_are_named(
         "  ~ Secret/tailscale-system/operator-oauth (native: adds client_id; removes stale; "
         "values hidden)"
     ) in lines
+
+
+def test_diff_json_follows_its_schema_and_says_what_the_text_says(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster.find("Deployment", "headscale")["spec"]["replicas"] = 0
+    cluster.save()
+    rbac = catalog / "ha" / "kube-vip" / "rbac.yaml"
+    rbac.write_text(_without_kind(rbac, "ClusterRoleBinding"))
+
+    code = diff.main(["--catalog-dir", str(catalog), "--output", "json"])
+
+    printed = capsys.readouterr()
+    assert code == exits.DIFFERS
+    document = check_json_output(printed.out, "diff")
+    assert document["exitCode"] == exits.DIFFERS
+    states = {p["name"]: p["state"] for p in document["packages"]}
+    assert list(states) == ORDER
+    assert states == {
+        **dict.fromkeys(ORDER, "in-sync"),
+        "headscale": "differs",
+        "kube-vip": "differs",
+    }
+    by_name = {p["name"]: p for p in document["packages"]}
+    [change] = by_name["headscale"]["objects"]
+    assert change["action"] == "change" and not change["native"]
+    assert change["object"] == {
+        "group": "apps",
+        "kind": "Deployment",
+        "namespace": "headscale",
+        "name": "headscale",
+    }
+    assert "-  replicas: 0" in change["lines"] and "+  replicas: 1" in change["lines"]
+    [prune] = by_name["kube-vip"]["objects"]
+    assert prune["action"] == "prune"
+    assert prune["object"]["name"] == "system:kube-vip-binding"
+    # the human lines went to stderr, so stdout is the document alone
+    assert "4 of 5 package(s) in sync" not in printed.out
+    assert "3 of 5 package(s) in sync, 2 differ" in printed.err
+
+
+def test_diff_json_of_an_unreachable_cluster_is_exit_3_with_no_packages(
+    cluster: FakeCluster,
+    catalog: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", "unreachable")
+    assert diff.main(["--catalog-dir", str(catalog), "-o", "json"]) == exits.UNREACHABLE
+    document = check_json_output(capsys.readouterr().out, "diff")
+    assert document["packages"] == [] and document["exitCode"] == exits.UNREACHABLE
+
+
+def test_a_secrets_value_never_reaches_the_json(
+    cluster: FakeCluster, catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "c2VjcmV0LXZhbHVlLTQy"  # noqa: S105 - made up, to look for
+    (catalog / "mesh" / "headscale" / "secret.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: headscale-key\n  namespace: headscale\n"
+        f"data:\n  key: {secret}\n"
+    )
+    diff.main(["--catalog-dir", str(catalog), "--package", "headscale", "-o", "json"])
+    printed = capsys.readouterr()
+    document = check_json_output(printed.out, "diff")
+    assert secret not in printed.out + printed.err
+    assert "secret-value-42" not in printed.out + printed.err
+    [created] = document["packages"][0]["objects"]
+    assert created["action"] == "create" and created["object"]["kind"] == "Secret"
+    assert created["reason"] == "1 key(s): key (values hidden)"

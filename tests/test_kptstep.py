@@ -234,7 +234,13 @@ def test_apply_runs_kpt_on_the_exact_path_and_reports_objects(record, pids, pack
     assert f"[headscale] apply Successful  {DEPLOYMENT}\n" in step.stderr
     assert "[headscale] apply Successful  Namespace headscale\n" in step.stderr
     assert f"[headscale] status Current  {DEPLOYMENT}: Resource is current\n" in step.stderr
-    assert step.result == {"package": "headscale", "step": "apply", "objects": 3, "ok": True}
+    assert step.result == {
+        "package": "headscale",
+        "step": "apply",
+        "objects": 3,
+        "pruned": 0,
+        "ok": True,
+    }
     assert step.stdout.count("\n") == 1  # only the result line goes to stdout
     dry_run, apply, status = calls(record)
     assert apply["argv"] == [

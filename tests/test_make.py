@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from kpt_catalog.deploy import WRAPPER_REFUSED
 from kpt_catalog.stackstate import protected_urns
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,8 +108,18 @@ elif args[:1] == ["destroy"]:
 
 WHOAMI = ["whoami", "--non-interactive"]
 IGNORED = shutil.ignore_patterns("__pycache__")
-STACK_FILE = "config:\n  kpt-catalog:kubeconfig: /etc/rancher/rke2/rke2.yaml\n"
-STACK_FILE += "  kpt-catalog:context: default\n"
+# Every stack of the sandbox: a kubeconfig file with the context, and the example catalog, so
+# that ./kpt-catalog's checks before the engine pass and the stand-in pulumi is what runs.
+STACK_FILE = "config:\n  kpt-catalog:kubeconfig: kubeconfig.yaml\n"
+STACK_FILE += "  kpt-catalog:context: default\n  kpt-catalog:catalogDir: examples/catalog\n"
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: default, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: default, user: {token: not-a-real-one}}]
+contexts: [{name: default, context: {cluster: default, user: default}}]
+current-context: default
+"""
 
 
 def _select(stack: str) -> list[str]:
@@ -117,7 +128,8 @@ def _select(stack: str) -> list[str]:
 
 @dataclass
 class Sandbox:
-    """A copy of the project's Makefile and tools/, and a PATH of stand-ins."""
+    """A copy of the project's Makefile, ./kpt-catalog and kpt_catalog/, and a PATH of
+    stand-ins."""
 
     project: Path
     bin_dir: Path
@@ -157,6 +169,10 @@ class Sandbox:
     def wrapper(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         return self.run("/bin/sh", "kpt_catalog/pulumi-stack.sh", *args, **kwargs)
 
+    def command(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """./kpt-catalog with `args`: its own exit code."""
+        return self.run(str(self.project / "kpt-catalog"), *args, **kwargs)
+
     def make(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         make = shutil.which("make")
         assert make, "make is needed to run these tests"
@@ -171,7 +187,7 @@ class Sandbox:
         return [call["argv"] for call in self.calls()]
 
     def tool_runs(self) -> list[list[str]]:
-        """The arguments of each `venv/bin/python -m tools.<name>` a recipe ran."""
+        """The arguments of each `venv/bin/python -m kpt_catalog ...` a recipe ran."""
         log = self.log.parent / "python-calls"
         records = log.read_text().split("\036")[:-1] if log.exists() else []
         argvs = [record.split("\037")[:-1] for record in records]
@@ -186,12 +202,13 @@ def _executable(path: Path, text: str) -> None:
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Sandbox:
     project = tmp_path / "project"
-    (project / "tools").mkdir(parents=True)
+    project.mkdir()
     shutil.copy(REPO / "Makefile", project)
-    shutil.copy(REPO / "tools" / "pulumi-stack.sh", project / "tools")
-    for module in (REPO / "tools").glob("*.py"):
-        shutil.copy(module, project / "tools")
+    shutil.copy(REPO / "kpt-catalog", project)
+    shutil.copytree(REPO / "kpt_catalog", project / "kpt_catalog", ignore=IGNORED)
     shutil.copytree(REPO / "components", project / "components", ignore=IGNORED)
+    shutil.copytree(REPO / "examples" / "catalog", project / "examples" / "catalog")
+    (project / "kubeconfig.yaml").write_text(KUBECONFIG)
     shutil.copy(REPO / "Pulumi.yaml", project)
     # The graph, and two stacks on the one cluster (kpt_catalog.stackfile reads them from the copy).
     shutil.copy(REPO / "packages.yaml", project)
@@ -202,7 +219,8 @@ def sandbox(tmp_path: Path) -> Sandbox:
         shutil.copy(REPO / name, project)
         os.utime(project / name, (1_000_000_000, 1_000_000_000))
     (project / "venv" / "bin").mkdir(parents=True)
-    (project / "venv" / ".installed").touch()
+    (project / "venv" / ".runtime-installed").touch()
+    (project / "venv" / ".dev-installed").touch()
     # The project's python, recording how each recipe called it (one record per call).
     _executable(
         project / "venv" / "bin" / "python",
@@ -445,7 +463,7 @@ def test_destroy_all_that_does_not_happen_leaves_kube_vip_protected(
         assert result.returncode != 0
     else:
         assert result.returncode == 2  # make's status when a recipe fails
-        assert "destroy-all] Error 1" in result.stderr  # the stand-in destroy's own status
+        assert "destroy-all] Error 4" in result.stderr  # kpt-catalog's code: the destroy failed
 
 
 def test_destroy_all_that_fails_half_way_protects_again_only_what_is_left(sandbox):
@@ -574,7 +592,7 @@ def test_a_stack_holding_secrets_stops_and_says_how_to_give_its_passphrase(
 
     result = sandbox.wrapper("up")
 
-    assert result.returncode == 1
+    assert result.returncode == WRAPPER_REFUSED
     assert sandbox.argvs() == [WHOAMI]  # not even `stack select`
     assert "stack dev holds secrets, so it needs its passphrase:" in result.stderr
     assert where in result.stderr
@@ -601,7 +619,7 @@ def test_a_secret_is_found_however_the_stack_file_spells_it(sandbox, config):
 
     result = sandbox.wrapper("up")
 
-    assert result.returncode == 1
+    assert result.returncode == WRAPPER_REFUSED
     assert "stack dev holds secrets, so it needs its passphrase:" in result.stderr
 
 
@@ -621,7 +639,7 @@ def test_an_empty_passphrase_the_user_exported_is_refused_for_a_stack_with_secre
 
     result = sandbox.wrapper("up", env=user_env)
 
-    assert result.returncode == 1
+    assert result.returncode == WRAPPER_REFUSED
     assert sandbox.argvs() == [WHOAMI]
     assert "stack dev holds secrets, so it needs its passphrase:" in result.stderr
 
@@ -642,7 +660,7 @@ def test_storing_a_secret_in_any_spelling_needs_a_real_passphrase(sandbox, flag)
 
     result = sandbox.wrapper("config", "set", flag, "kpt-catalog:tailscaleOauthClientId")
 
-    assert result.returncode == 1
+    assert result.returncode == WRAPPER_REFUSED
     assert sandbox.argvs() == [WHOAMI]
 
 
@@ -651,7 +669,7 @@ def test_storing_the_first_secret_needs_a_real_passphrase(sandbox):
 
     result = sandbox.wrapper("config", "set", "--secret", "kpt-catalog:tailscaleOauthClientId")
 
-    assert result.returncode == 1
+    assert result.returncode == WRAPPER_REFUSED
     assert sandbox.argvs() == [WHOAMI]  # the value is never stored under the empty passphrase
     assert "this command stores a secret (--secret), so the stack needs a real passphrase" in (
         result.stderr
@@ -665,7 +683,7 @@ def test_state_that_cannot_be_read_is_never_taken_for_no_secrets(sandbox):
 
     result = sandbox.wrapper("up")
 
-    assert result.returncode == 1
+    assert result.returncode == WRAPPER_REFUSED
     assert "cannot tell whether stack dev holds secrets" in result.stderr
     assert "dev.json.zst: zstd-compressed state cannot be read here" in result.stderr
     assert "holds no secrets" not in result.stderr
@@ -707,19 +725,20 @@ def test_catalog_dir_reaches_plan_and_status(sandbox: Sandbox, target: str):
     dry_run = sandbox.make("-n", target, "CATALOG_DIR=examples/my catalog", "STACK=prod")
     result = sandbox.make(target, "CATALOG_DIR=examples/my catalog", "STACK=prod")
 
-    # The values reach the tool from the environment, never pasted into the shell line.
+    # The values reach the command from the environment, never pasted into the shell line.
     assert dry_run.returncode == 0, dry_run.stderr
     assert dry_run.stdout.strip().splitlines()[-1] == (
-        f'venv/bin/python -m tools.{target} --stack "$STACK"'
+        f'./kpt-catalog {target} --stack "$STACK"'
         + (' --timeout "$TIMEOUT" --jobs "$JOBS"' if target == "status" else "")
         + ' --catalog-dir "$CATALOG_DIR"'
     )
-    # (the directory does not exist: the tool says so and fails)
+    # (the directory does not exist: the command says so and fails)
     assert "examples/my catalog" in result.stdout + result.stderr
     assert sandbox.tool_runs() == [
         [
             "-m",
-            f"tools.{target}",
+            "kpt_catalog",
+            target,
             "--stack",
             "prod",
             # make status is bounded (TIMEOUT) and checks packages side by side (JOBS)
@@ -779,24 +798,22 @@ def test_reapply_sets_the_packages_token_then_runs_up(sandbox: Sandbox):
 
 
 @pytest.mark.parametrize("package", [None, "", "Headscale", "a;b", "-x", "two words"])
-def test_reapply_without_a_package_name_prints_usage_and_runs_nothing(sandbox, package):
+def test_reapply_without_a_package_name_runs_nothing(sandbox, package):
     args = ["reapply"] if package is None else ["reapply", f"PACKAGE={package}"]
     result = sandbox.make(*args)
 
     assert result.returncode == 2
-    assert "usage: make reapply PACKAGE=<package name> [STACK=dev] [PULUMI_ARGS=...]" in (
-        result.stderr
-    )
+    assert "no package" in result.stderr or "--package" in result.stderr
     assert sandbox.calls() == []
 
 
 def test_reapply_of_a_package_the_stack_does_not_have_saves_nothing(sandbox: Sandbox):
-    result = sandbox.make("reapply", "PACKAGE=headscal", "STACK=prod")
+    result = sandbox.command("reapply", "--package", "headscal", "--stack", "prod")
 
-    assert result.returncode == 2
+    assert result.returncode == 2  # a configuration error: nothing ran
     assert (
-        "PACKAGE: no package 'headscal' in stack prod; expected one of "
-        "kube-vip, cilium, tailscale, headscale, envoy-gateway"
+        "PACKAGE: no package 'headscal' in stack prod; did you mean 'headscale'? the packages "
+        "are kube-vip, cilium, tailscale, headscale, envoy-gateway"
     ) in result.stderr
     # refused before any pulumi call: no token saved in the stack, no up
     assert sandbox.calls() == []
@@ -837,15 +854,14 @@ def test_a_failed_preview_fails_make_preview_and_says_why(sandbox: Sandbox, drif
     result = sandbox.make("preview", *drift, env=env)
 
     assert result.returncode != 0
-    assert "make preview: pulumi preview failed" in result.stderr
+    assert "kpt-catalog preview: pulumi preview failed" in result.stderr
     assert (
         "kpt-catalog-dev: kpt-catalog: 1 configuration problem(s): "
         "- catalogDir: /nowhere does not exist"
     ) in result.stderr
     assert "a warning" not in result.stderr
     # no object diff: nothing asked the cluster
-    assert [run[:2] for run in sandbox.tool_runs()] == [["-m", "kpt_catalog.diff"]]
-    assert "--after-preview" not in sandbox.tool_runs()[0]
+    assert "Objects each package's apply would change" not in result.stdout
     assert list(temp.iterdir()) == []  # the JSON's temporary file is removed
 
 
@@ -864,9 +880,7 @@ def test_preview_diffs_the_objects_of_what_pulumi_changes(sandbox: Sandbox, cata
         ["preview", "--diff", "--refresh", "--stack", "prod"],
         ["preview", "--json", "--refresh", "--stack", "prod"],
     ]
-    [run] = sandbox.tool_runs()
-    assert run[:5] == ["-m", "kpt_catalog.diff", "--stack", "prod", "--after-preview"]
-    assert Path(run[5]).parent == temp
+    assert sandbox.tool_runs() == [["-m", "kpt_catalog", "preview", "--stack", "prod", "--refresh"]]
     assert "no package is created or updated" in result.stdout
     assert list(temp.iterdir()) == []
 
@@ -877,7 +891,8 @@ def test_make_diff_hands_its_variables_to_the_tool(sandbox: Sandbox):
     assert sandbox.tool_runs() == [
         [
             "-m",
-            "kpt_catalog.diff",
+            "kpt_catalog",
+            "diff",
             "--stack",
             "dev",
             "--timeout",

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from components.graph import Graph
-from tests.harness import EXAMPLE_CATALOG, ROOT
-from kpt_catalog import plan
+from kpt_catalog import exits, plan
 from kpt_catalog.stackfile import load_stack_config
+from tests.harness import EXAMPLE_CATALOG, ROOT, check_json_output
 
 
 def test_plan_of_the_dev_stack(capsys: pytest.CaptureFixture[str], stack_project: Path) -> None:
@@ -33,19 +33,19 @@ def test_plan_of_the_dev_stack(capsys: pytest.CaptureFixture[str], stack_project
     assert "kpt live apply --server-side --reconcile-timeout=3m" in out
 
 
-def test_plan_without_the_catalog_still_shows_the_graph(
+def test_plan_without_the_catalog_shows_the_graph_and_says_so(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, stack_project: Path
 ) -> None:
-    assert plan.main(["--catalog-dir", str(tmp_path / "absent")]) == 1
+    assert plan.main(["--catalog-dir", str(tmp_path / "absent")]) == exits.OK
     printed = capsys.readouterr()
-    assert "not found here: the graph alone is shown; no package file was read" in printed.out
     assert "3. tailscale, envoy-gateway" in printed.out
     assert (
-        f"catalogDir: {tmp_path}/absent does not exist; expected the catalog's root directory"
+        f"warning: catalogDir {tmp_path}/absent is not on this machine: the plan shows the graph "
+        "alone; no package file was read"
     ) in printed.err
 
 
-def test_plan_reports_every_problem_at_once_and_still_shows_the_graph(
+def test_plan_reports_every_problem_at_once_before_any_plan(
     capsys: pytest.CaptureFixture[str], catalog: Path, stack_project: Path
 ) -> None:
     (catalog / "networking/cilium/resourcegroup.yaml").unlink()
@@ -57,16 +57,33 @@ def test_plan_reports_every_problem_at_once_and_still_shows_the_graph(
     graph_file.write_text(yaml.safe_dump(graph))
     index = {p["name"]: i for i, p in enumerate(graph["packages"])}
 
-    assert plan.main(["--catalog-dir", str(catalog)]) == 1
+    assert plan.main(["--catalog-dir", str(catalog)]) == exits.CONFIG
     printed = capsys.readouterr()
+    assert printed.out == ""  # no plan, not even part of one: the problems are all there is
     assert "kpt-catalog: 3 configuration problem(s):" in printed.err
     assert f"packages[{index['headscale']}].waitAfter[0].for: expected one of rollout" in (
         printed.err
     )
     assert f"packages[{index['cilium']}].path:" in printed.err and "kpt live init" in printed.err
     assert "pipe.yaml is a FIFO (named pipe), not a file" in printed.err
-    assert "not checked: it has the problems listed: the graph alone is shown" in printed.out
-    assert "3. tailscale, envoy-gateway" in printed.out
+
+
+def test_a_problem_names_the_file_line_and_package(
+    capsys: pytest.CaptureFixture[str], stack_project: Path
+) -> None:
+    graph_file = stack_project / "packages.yaml"
+    text = graph_file.read_text()
+    # a typo in a key, where an editor leaves it: the line it is on is named
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip() == "- name: headscale")
+    needs = next(i for i in range(at, len(lines)) if lines[i].strip().startswith("needs:"))
+    lines[needs] = lines[needs].replace("needs:", "need:")
+    graph_file.write_text("\n".join(lines) + "\n")
+
+    assert plan.main(["--catalog-dir", str(EXAMPLE_CATALOG)]) == exits.CONFIG
+    err = capsys.readouterr().err
+    assert f"packages.yaml line {needs + 1}, package headscale: packages[" in err
+    assert ".need: unknown key; did you mean 'needs'?" in err
 
 
 def test_plan_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -76,18 +93,22 @@ def test_plan_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
 
 
-def test_plan_names_a_bad_stack_file(capsys: pytest.CaptureFixture[str]) -> None:
-    assert plan.main(["--stack", "nosuchstack"]) == 1
-    assert "Pulumi.nosuchstack.yaml does not exist" in capsys.readouterr().err
+def test_plan_names_a_missing_stack_file_and_how_to_make_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert plan.main(["--stack", "nosuchstack"]) == exits.CONFIG
+    err = capsys.readouterr().err
+    assert "Pulumi.nosuchstack.yaml does not exist" in err
+    assert "kpt-catalog stack init nosuchstack --kubeconfig FILE --context CONTEXT" in err
 
 
 def test_plan_reports_catalog_problems(
     capsys: pytest.CaptureFixture[str], catalog: Path, stack_project: Path
 ) -> None:
     (catalog / "networking/cilium/resourcegroup.yaml").unlink()
-    assert plan.main(["--catalog-dir", str(catalog)]) == 1
+    assert plan.main(["--catalog-dir", str(catalog)]) == exits.CONFIG
     err = capsys.readouterr().err
-    assert "packages[1].path:" in err and "kpt live init" in err
+    assert "package cilium: packages[1].path:" in err and "kpt live init" in err
 
 
 def test_readme_graph_is_the_generated_one() -> None:
@@ -165,3 +186,34 @@ def test_mermaid_shows_the_inventory_the_secrets_and_the_restart(stack_project: 
     assert "pkg_tailscale_apply --> pkg_tailscale_wait_namespace" not in diagram
     assert "pkg_cilium_inventory --> pkg_cilium_wait_before" not in diagram
     assert "pkg_headscale_wait_namespace" not in diagram
+
+
+def test_plan_json_follows_its_schema_and_says_what_the_text_says(
+    capsys: pytest.CaptureFixture[str], stack_project: Path
+) -> None:
+    assert plan.main(["--catalog-dir", str(EXAMPLE_CATALOG), "--output", "json"]) == exits.OK
+    printed = capsys.readouterr()
+    document = check_json_output(printed.out, "plan")
+    assert document["command"] == "plan" and document["exitCode"] == 0
+    assert document["waves"] == [
+        ["kube-vip"],
+        ["cilium"],
+        ["tailscale", "envoy-gateway"],
+        ["headscale"],
+    ]
+    assert document["rollbackOrder"] == ["envoy-gateway", "headscale", "tailscale", "cilium"]
+    assert document["kept"] == ["kube-vip"]
+    tailscale = next(p for p in document["packages"] if p["name"] == "tailscale")
+    assert tailscale["needs"] == ["cilium", "kube-vip"] and tailscale["wave"] == 3
+    assert tailscale["manifests"] == ["mesh/tailscale/03-connector.yaml"]
+    assert len(tailscale["digest"]) == 64
+
+
+def test_plan_json_of_a_bad_catalog_is_the_problems_and_exit_2(
+    capsys: pytest.CaptureFixture[str], catalog: Path, stack_project: Path
+) -> None:
+    (catalog / "networking/cilium/resourcegroup.yaml").unlink()
+    assert plan.main(["--catalog-dir", str(catalog), "-o", "json"]) == exits.CONFIG
+    document = check_json_output(capsys.readouterr().out, "plan")
+    assert document["exitCode"] == exits.CONFIG
+    assert any("package cilium: packages[1].path:" in p for p in document["problems"])

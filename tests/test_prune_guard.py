@@ -232,7 +232,13 @@ def test_an_object_kpt_keeps_on_remove_is_no_failure_of_the_apply(record, pids, 
         "[headscale] prune Skipped  ConfigMap headscale/kept-config: annotation prevents "
         'deletion ("cli-utils.sigs.k8s.io/on-remove": "keep")\n'
     ) in step.stderr
-    assert step.result == {"package": "headscale", "step": "apply", "objects": 3, "ok": True}
+    assert step.result == {
+        "package": "headscale",
+        "step": "apply",
+        "objects": 3,
+        "pruned": 0,
+        "ok": True,
+    }
 
 
 def test_a_cluster_without_the_resourcegroup_crd_has_nothing_to_prune(record, pids, package):

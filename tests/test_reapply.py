@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from components.config import ConfigError
-from tests.harness import ProgramRun, run_program
 from kpt_catalog import stackfile
+from tests.harness import ProgramRun, run_program
 
 COMMAND = "command:local:Command"
 STAMP = "2026-11-29T02:30:00Z"  # what `make reapply` writes: a UTC timestamp

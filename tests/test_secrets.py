@@ -14,6 +14,7 @@ import pytest
 
 from components.config import ConfigError, SecretSpec, parse_config, secret_config_keys
 from components.secrets import Workload, mounting_workloads, workloads_by_secret
+from kpt_catalog import stackfile
 from tests import test_make
 from tests.harness import (
     ROOT,
@@ -25,7 +26,6 @@ from tests.harness import (
     run_registered_step,
 )
 from tests.test_make import Sandbox
-from kpt_catalog import stackfile
 
 SECRET_TYPE = "kubernetes:core/v1:Secret"  # noqa: S105 - a type token, not a password
 SECRET = "tailscale-secret-operator-oauth"  # noqa: S105 - a resource name
@@ -732,7 +732,7 @@ def test_the_real_kubectl_accepts_what_the_gate_and_the_restart_run(
 # --- the passphrase: a stack holding these keys never gets the empty one ------------------------
 
 # `Pulumi.dev.yaml` as `pulumi config set --secret kpt-catalog:<key>` leaves it on a file backend.
-sandbox = test_make.sandbox  # the wrapper's sandbox: Makefile, tools/ and a stand-in pulumi
+sandbox = test_make.sandbox  # the sandbox: Makefile, ./kpt-catalog, kpt_catalog/, a stand-in pulumi
 
 STACK_FILE_WITH_CREDENTIALS = """\
 encryptionsalt: v1:4q1tYw==:v1:uCw0sBX3mDtTg8Xr:D8oBfVQq6h0sWkqJf0s6aQ==
@@ -753,7 +753,7 @@ def test_a_stack_holding_the_credentials_never_runs_with_an_empty_passphrase(
 
     result = sandbox.wrapper("up")
 
-    assert result.returncode == 1
+    assert result.returncode == 78  # the wrapper refuses: kpt-catalog reads a configuration error
     assert [call["argv"][0] for call in sandbox.calls()] == ["whoami"]  # never `up`
     assert "stack dev holds secrets, so it needs its passphrase:" in result.stderr
     assert "Pulumi.dev.yaml: a `secure:` value" in result.stderr

@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import EXAMPLE_CATALOG, ROOT, TEST_CONTEXT, TEST_KUBECONFIG
-from kpt_catalog import clusterops, stackfile, status
+from kpt_catalog import clusterops, exits, stackfile, status
+from tests.harness import (
+    EXAMPLE_CATALOG,
+    ROOT,
+    TEST_CONTEXT,
+    TEST_KUBECONFIG,
+    check_json_output,
+)
 
 FAKEBIN = ROOT / "tests" / "fakebin"
 
@@ -160,7 +166,7 @@ def test_the_whole_run_is_bounded_and_nothing_outlives_it(
     code = status.main(["--catalog-dir", str(EXAMPLE_CATALOG), "--timeout", "10s"])
     elapsed = time.monotonic() - started
     out = capsys.readouterr().out
-    assert code == 1
+    assert code == exits.FAILED  # NOT CHECKED: the answer is unknown
     # every package is stuck in a wait; they ran side by side, so one bound covers them all
     assert elapsed < 10 + clusterops.KILL_GRACE_SECONDS + 4, elapsed
     assert out.count("NOT CHECKED (stopped at TIMEOUT=10s)") == 5
@@ -215,7 +221,7 @@ def _stack_with_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, kube
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     target = Path(kubeconfig).expanduser()
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("apiVersion: v1\nkind: Config\n")
+    target.write_text("apiVersion: v1\nkind: Config\ncontexts: [{name: rke2-lab}]\n")
     stack = f"test-{tmp_path.name}"
     project = stackfile.ROOT  # the tests' own project (the stack_project fixture)
     document = yaml.safe_load((project / "Pulumi.dev.yaml").read_text())
@@ -253,7 +259,56 @@ def test_an_unknown_package_is_a_configuration_error_naming_the_choices(
 ) -> None:
     assert status.main(["--catalog-dir", str(EXAMPLE_CATALOG), "--package", "headscal"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "PACKAGE: no package 'headscal' in stack dev; expected one of "
+        "PACKAGE: no package 'headscal' in stack dev; did you mean 'headscale'? the packages are "
         "kube-vip, cilium, tailscale, headscale, envoy-gateway"
     )
     assert not fake_cluster.exists() or not fake_cluster.read_text()
+
+
+def test_status_json_follows_its_schema(
+    fake_cluster: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_KPT_SCENARIO", "status-timeout")
+    code = status.main(["--catalog-dir", str(EXAMPLE_CATALOG), "--output", "json"])
+    printed = capsys.readouterr()
+    assert code == exits.DIFFERS
+    document = check_json_output(printed.out, "status")
+    kube_vip = document["packages"][0]
+    assert kube_vip["name"] == "kube-vip" and kube_vip["state"] == "unhealthy"
+    assert kube_vip["verdict"] == "UNHEALTHY (objects not Current)"
+    assert any("1 of 4 object(s) not Current" in line for line in kube_vip["details"])
+    assert "0 of 5 package(s) healthy" in printed.err
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ("kubeconfig", "does not exist; set the path of the cluster's kubeconfig"),
+        ("context", "has no context 'rke2-lb'; did you mean 'rke2-lab'? its contexts: rke2-lab"),
+        ("kubectl", "kubectl is not on PATH: install it"),
+    ],
+)
+def test_a_cluster_that_cannot_be_asked_is_a_configuration_error_with_its_fix(
+    fake_cluster: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    change: str,
+    said: str,
+) -> None:
+    stack = _stack_with_cluster(tmp_path, monkeypatch, kubeconfig="~/.kube/rke2.yaml")
+    stack_file = stackfile.ROOT / f"Pulumi.{stack}.yaml"
+    document = yaml.safe_load(stack_file.read_text())
+    if change == "kubeconfig":
+        document["config"]["kpt-catalog:kubeconfig"] = "~/.kube/gone.yaml"
+    elif change == "context":
+        document["config"]["kpt-catalog:context"] = "rke2-lb"
+    else:
+        monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    stack_file.write_text(yaml.safe_dump(document))
+
+    code = status.main(["--stack", stack, "--catalog-dir", str(EXAMPLE_CATALOG)])
+
+    assert code == exits.CONFIG  # never "unreachable": the cluster was not asked
+    assert said in capsys.readouterr().err
+    assert not fake_cluster.exists()

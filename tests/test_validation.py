@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from components.config import ConfigError
+from kpt_catalog.stackfile import stack_config_values
 from tests.harness import (
     EXAMPLE_CATALOG,
     ROOT,
@@ -19,7 +20,6 @@ from tests.harness import (
     run_program,
     shipped_graph,
 )
-from kpt_catalog.stackfile import stack_config_values
 
 Mutation = Callable[[dict[str, Any], Path], object]  # tuple-lambdas do several edits
 
@@ -106,7 +106,12 @@ CASES: dict[str, tuple[Mutation, list[str]]] = {
     ),
     "needs unknown": (
         lambda c, cat: _package(c, "headscale").update(needs=["tailscal", "cilium"]),
-        ["packages[3].needs:", "'headscale' needs 'tailscal'", "known: cilium"],
+        [
+            "packages[3].needs:",
+            "'headscale' needs 'tailscal'",
+            "did you mean 'tailscale'?",
+            "packages.yaml line",
+        ],
     ),
     "cycle": (
         lambda c, cat: _package(c, "kube-vip").update(needs=["headscale"]),

@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.line(
         summary
         + (f", {differ} differ" if differ else "")
-        + (f", {errors} could not be checked" if errors else "")
+        + (f", {errors} failed" if errors else "")
     )
     if errors:
         return finish(exits.FAILED)
