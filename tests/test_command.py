@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -180,7 +181,7 @@ def test_the_table_says_what_happened_to_each_package_in_this_run(
         ),
     )
     _log(logs / "headscale.log", "2026-12-03T10:03:32.000000Z ==== kptstep apply (pid 5) ====")
-    since = summary.datetime(2026, 12, 3, 9, 59, tzinfo=summary.UTC)
+    since = datetime(2026, 12, 3, 9, 59, tzinfo=UTC)
     names = ["kube-vip", "cilium", "tailscale", "headscale"]
 
     runs = summary.read_runs("lab", names, since, {**os.environ})

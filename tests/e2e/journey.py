@@ -119,10 +119,9 @@ class Journey:
         return self.run(["kubectl", *args], timeout=120)
 
     def tool(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
-        """`python -m tools.<name> --stack <this stack>`: a tool's own exit code, which `make`
-        folds into 2."""
-        python = str(ROOT / "venv" / "bin" / "python")
-        return self.run([python, "-m", f"tools.{name}", "--stack", self.stack, *args])
+        """`./kpt-catalog <name> --stack <this stack>`: the command's own exit code, which
+        `make` folds into 2."""
+        return self.run([str(ROOT / "kpt-catalog"), name, "--stack", self.stack, *args])
 
     def json(self, *args: str) -> Any:
         result = self.kubectl(*args, "-o", "json")

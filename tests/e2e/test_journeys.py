@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from kpt_catalog import exits
 from tests.e2e.journey import OAUTH, Journey, ok
 from tests.harness import ROOT
 
@@ -51,8 +52,24 @@ def test_up_takes_over_a_cluster_the_bash_loop_built_changing_nothing(journey: J
     _in_sync(journey)
     before = journey.objects()
 
-    ok(journey.up(), "make up")
+    out = ok(journey.up(), "make up")
 
+    # the run ends with what happened to each package: applied, with its objects counted
+    table = out[out.index("PACKAGE  ") :].splitlines()
+    assert table[0].split() == [
+        "PACKAGE",
+        "RESULT",
+        "TIME",
+        "APPLIED",
+        "PRUNED",
+        "DELETED",
+        "REPORTED",
+    ]
+    rows = {line.split()[0]: line.split() for line in table[1:6]}
+    assert sorted(rows) == sorted(["kube-vip", "cilium", "tailscale", "headscale", "envoy-gateway"])
+    assert {row[1] for row in rows.values()} == {"applied"}
+    assert all(int(row[3]) > 0 and row[4] == "0" for row in rows.values()), table
+    assert "kpt-catalog up: done" in out
     after = journey.objects()
     assert {k: v["uid"] for k, v in after.items()} == {k: v["uid"] for k, v in before.items()}, (
         "make up recreated or removed objects"
@@ -279,12 +296,16 @@ def test_an_unreachable_cluster_is_named_and_never_read_as_in_sync(journey: Jour
     journey.world.control_plane.stop_process("kube-apiserver")
 
     diff = journey.tool("diff", "--timeout", "30s")
-    assert diff.returncode == 2, diff.stdout + diff.stderr
+    assert diff.returncode == exits.UNREACHABLE, diff.stdout + diff.stderr
     assert "cluster unreachable" in diff.stdout + diff.stderr
     assert "in sync" not in diff.stdout
 
     status = journey.tool("status", "--timeout", "30s")
-    assert status.returncode == 3, status.stdout + status.stderr
+    assert status.returncode == exits.UNREACHABLE, status.stdout + status.stderr
+    # the deploy commands probe first: nothing reaches the engine
+    up = journey.tool("up", "--yes")
+    assert up.returncode == exits.UNREACHABLE, up.stdout + up.stderr
+    assert "cluster unreachable" in up.stdout + up.stderr
     assert "cluster unreachable" in status.stdout + status.stderr
 
 
@@ -330,7 +351,7 @@ def test_a_kubectl_diff_killed_by_a_signal_is_an_error_not_in_sync(journey: Jour
     journey.fault("kubectl", {"match": ["diff"], "action": "kill", "signal": "SEGV"})
     diff = journey.tool("diff")
     out = diff.stdout + diff.stderr
-    assert diff.returncode == 2, out
+    assert diff.returncode == exits.FAILED, out
     assert "killed by signal 11" in out, out
     assert "0 of 5 package(s) in sync, 5 failed" in out, out
 
