@@ -30,7 +30,7 @@ export PACKAGE
 export CATALOG_DIR TIMEOUT JOBS E2E_CONTEXT
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up preview reapply destroy destroy-all test test-floor lint plan plan-readme status diff bench world e2e demo demo-down clean
+.PHONY: help venv up preview reapply destroy destroy-all test test-floor lint plan plan-picture status diff bench world e2e demo demo-down clean
 
 help: ## List these targets (the command itself: ./kpt-catalog --help)
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z0-9-]*:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -83,10 +83,10 @@ lint: venv ## ruff and mypy only
 plan: ## Print the deploy and rollback order of stack STACK (CATALOG_DIR=... to read another)
 	$(KPT_CATALOG) plan --stack "$$STACK" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR")
 
-# The README's picture is of packages.yaml (read as the dev stack reads it), whatever STACK says;
-# a test compares the two.
-plan-readme: ## Regenerate the README's graph from packages.yaml
-	$(KPT_CATALOG) plan --stack dev --write-readme
+# The picture in docs/architecture.md is of packages.yaml (read as the dev stack reads it),
+# whatever STACK says; a test compares the two.
+plan-picture: ## Regenerate the graph picture in docs/architecture.md from packages.yaml
+	$(KPT_CATALOG) plan --stack dev --write-picture
 
 status: ## Check each package's health on the cluster, or PACKAGE's (./kpt-catalog status gives the exit codes)
 	$(KPT_CATALOG) status --stack "$$STACK" --timeout "$$TIMEOUT" --jobs "$$JOBS" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR") $(if $(PACKAGE),--package "$$PACKAGE")

@@ -22,9 +22,11 @@ from components.config import (
     WaitSpec,
     parse_config,
 )
+from components.environment import apply_environment, gate_environment, status_environment
 from components.graph import Graph
+from components.loaded import Catalog, LoadedPackage
 from components.ownership import Owned, check_environment_sizes, check_owners
-from components.scan import Inventory, KindRef, ManifestDocument, PackageScan, load_manifest
+from components.scan import KindRef, ManifestDocument, PackageScan, load_manifest
 from components.scan import scan_package as _scan_package
 
 __all__ = [
@@ -67,29 +69,6 @@ BUILTIN_GROUPS = frozenset(
 )
 # Namespaces every cluster has, so an inventory may live there without the package creating it.
 _EXISTING_NAMESPACES = frozenset({"default", "kube-system"})
-
-
-@dataclass(frozen=True)
-class LoadedPackage:
-    """A package with everything the program read from its files."""
-
-    spec: PackageSpec
-    directory: Path
-    """Absolute package directory (what `kpt live apply` gets)."""
-    inventory: Inventory
-    digest: str
-    manifests: tuple[tuple[ManifestSpec, tuple[ManifestDocument, ...]], ...]
-
-
-@dataclass(frozen=True)
-class Catalog:
-    """A validated catalog, in deploy order."""
-
-    config: CatalogConfig
-    graph: Graph
-    packages: tuple[LoadedPackage, ...]
-    """In deploy order."""
-    warnings: tuple[str, ...]
 
 
 def _plural_candidates(kind: str) -> list[str]:
@@ -300,13 +279,6 @@ def _check_secret_namespaces(
 
 def _check_environments(catalog: Catalog, index_of: dict[str, int]) -> list[str]:
     """Every step's environment, built by the one function the Commands use, fits the OS."""
-    # Imported here: components.environment builds on this module's LoadedPackage.
-    from components.environment import (
-        apply_environment,
-        gate_environment,
-        status_environment,
-    )
-
     limit = ownership.arg_max()
     problems: list[str] = []
     for package in catalog.packages:

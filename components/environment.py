@@ -10,8 +10,8 @@ import json
 from collections.abc import Sequence
 
 from components import kptstep
-from components.catalog import LoadedPackage
 from components.config import CatalogConfig, WaitSpec
+from components.loaded import LoadedPackage
 
 __all__ = [
     "apply_environment",

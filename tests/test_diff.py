@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from components.kpt_package import TYPE_TOKEN
-from components.step_prune import (
+from components.step.prune.rules import (
     ObjectKey,
     PruneInputError,
     inventory_objects,
@@ -778,7 +778,7 @@ def test_make_diff_passes_its_variables() -> None:
     ]
 
 
-# --- what kpt would prune (components/step_prune.py) ------------------------------------------
+# --- what kpt would prune (components/step/prune/rules.py) ----------------------------------
 
 
 def test_prune_plan_from_an_inventory() -> None:

@@ -111,11 +111,11 @@ def test_plan_reports_catalog_problems(
     assert "package cilium: packages[1].path:" in err and "kpt live init" in err
 
 
-def test_readme_graph_is_the_generated_one() -> None:
+def test_the_graph_picture_is_the_generated_one() -> None:
     graph = Graph.build(load_stack_config("dev").packages)
-    readme = (ROOT / "README.md").read_text()
-    assert plan.readme_with_diagram(readme, graph) == readme, (
-        "README.md's graph is stale: run `make plan-readme`"
+    page = (ROOT / plan.PICTURE_PAGE).read_text()
+    assert plan.readme_with_diagram(page, graph) == page, (
+        f"{plan.PICTURE_PAGE}'s graph is stale: run `make plan-picture`"
     )
 
 

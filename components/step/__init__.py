@@ -8,6 +8,8 @@
 - kpt.py       the kpt runs: apply, status, destroy
 - waits.py     the kubectl gates: wait, rollout status, report
 - restart.py   restarting the workloads that use a rotated Secret
+- prune/       the prune guard (what kpt would prune, checked before the apply) and, in
+               prune/rules.py, the rules kpt prunes by, which `kpt-catalog diff` shares
 - commands.py  the sub-commands and the entry point that never lets a traceback escape
 
 Standard library only: the command provider may run this outside the project's virtualenv.

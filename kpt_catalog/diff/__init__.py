@@ -5,7 +5,8 @@ For every package, in deploy order (all checked at once, up to JOBS, under one b
   on the package's objects (the Kptfile, the ResourceGroup and local-config objects left out);
 - objects that would be created;
 - objects kpt would prune: listed in the cluster's inventory (the ResourceGroup's
-  `spec.resources`) but no longer in the files, minus those kpt keeps (`components.step_prune`).
+  `spec.resources`) but no longer in the files, minus those kpt keeps
+  (`components.step.prune.rules`).
 Secret values are never printed: for a Secret only the keys whose values change are named.
 
 Exit status, like `terraform plan -detailed-exitcode`: 0 everything in sync, 1 differences,

@@ -22,6 +22,11 @@ from kpt_catalog.diff.preview import (
 from kpt_catalog.diff.render import package_json, render
 from kpt_catalog.output import Printer, add_output_argument
 
+__all__ = [
+    "DESCRIPTION",
+    "main",
+]
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(

@@ -7,12 +7,20 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from components.step_prune import (
+from components.step.prune.rules import (
     ObjectKey,
     PruneInputError,
     inventory_objects,
 )
 from kpt_catalog import clusterops
+
+__all__ = [
+    "cluster_scoped_kinds",
+    "kubectl_environment",
+    "live_objects",
+    "read_inventory",
+    "stderr_lines",
+]
 
 _NAMES_PER_GET = 200
 

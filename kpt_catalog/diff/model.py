@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from components.step_prune import (
+from components.step.prune.rules import (
     ObjectKey,
     PrunePlan,
 )
 from kpt_catalog.diff.unified import (
     Change,
 )
+
+__all__ = [
+    "Native",
+    "PackageDiff",
+]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from components.catalog import LoadedPackage
-from components.step_prune import (
+from components.step.prune.rules import (
     ObjectKey,
 )
 from kpt_catalog import clusterops
@@ -22,6 +22,10 @@ from kpt_catalog.diff.unified import (
     MalformedDiffError,
     parse_unified_diff,
 )
+
+__all__ = [
+    "diff_native",
+]
 
 _PROVIDER_MANAGER = "pulumi-kubernetes-"
 _CONFLICT = re.compile(r"Apply failed with \d+ conflicts?: (.*)")

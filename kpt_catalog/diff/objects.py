@@ -13,9 +13,16 @@ import yaml
 from components.catalog import LoadedPackage
 from components.files import read_package_files
 from components.kptyaml import load_documents
-from components.step_prune import (
+from components.step.prune.rules import (
     OWNING_INVENTORY_ANNOTATION,
 )
+
+__all__ = [
+    "as_kpt_sends",
+    "hide",
+    "package_objects",
+    "secret_values",
+]
 
 _LOCAL_CONFIG = "config.kubernetes.io/local-config"
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from components.catalog import LoadedPackage
-from components.step_prune import (
+from components.step.prune.rules import (
     ObjectKey,
     plan_prune,
     prune_candidates,
@@ -29,6 +29,10 @@ from kpt_catalog.diff.unified import (
     MalformedDiffError,
     parse_unified_diff,
 )
+
+__all__ = [
+    "diff_package",
+]
 
 # kpt's field manager for server-side apply (kpt live apply --help: "Default value is kubectl").
 _KPT_FIELD_MANAGER = "kubectl"

@@ -9,10 +9,15 @@ from typing import Any
 
 from components.catalog import BUILTIN_GROUPS, Catalog, LoadedPackage, kind_providers, kind_source
 from components.scan import KindRef, scan_package
-from components.step_prune import (
+from components.step.prune.rules import (
     ObjectKey,
 )
 from kpt_catalog import clusterops
+
+__all__ = [
+    "Prerequisites",
+    "needs_prerequisite",
+]
 
 _NO_MATCH = re.compile(r'no matches for kind "([^"]+)" in version "([^"]+)"')
 _NO_NAMESPACE = re.compile(r'namespaces "([^"]+)" not found')

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.step import contract as kptstep_env
-from components.step_prune import (
+from components.step.prune.rules import (
     kept_because,
 )
 from kpt_catalog import clusterops
@@ -19,6 +19,16 @@ from kpt_catalog.diff.live import (
     live_objects,
     read_inventory,
 )
+
+__all__ = [
+    "PACKAGE_TYPE",
+    "Removal",
+    "packages_in_preview",
+    "preview_digest",
+    "removal_lines",
+    "removals_in_preview",
+    "show_removals",
+]
 
 # KptPackage's type token (components/kpt_package.py; a test keeps the two equal): importing that
 # module would load the Pulumi SDK, a third of a second, for one string.

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from components.step_prune import ObjectKey
+from components.step.prune.rules import ObjectKey
 from kpt_catalog.diff.model import PackageDiff
 from kpt_catalog.diff.objects import hide
 from kpt_catalog.diff.unified import (
     cut,
     secret_summary,
 )
+
+__all__ = [
+    "package_json",
+    "render",
+]
 
 
 def render(name: str, result: PackageDiff, bound: str) -> list[str]:

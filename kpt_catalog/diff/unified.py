@@ -8,9 +8,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.step_prune import (
+from components.step.prune.rules import (
     ObjectKey,
 )
+
+__all__ = [
+    "LONGEST_LINE",
+    "Change",
+    "MalformedDiffError",
+    "cut",
+    "parse_unified_diff",
+    "secret_summary",
+]
 
 _MASKED = re.compile(r"^([+-])\s+([-._a-zA-Z0-9]+): ['\"]?\*\*\*(?: \((before|after)\))?['\"]?$")
 _HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")

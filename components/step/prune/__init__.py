@@ -41,7 +41,7 @@ from components.step.events import (
     summarize,
 )
 from components.step.process import find_tool, run_process
-from components.step_prune import (
+from components.step.prune.rules import (
     GUARDED_KINDS,
     KEEP_ANNOTATION,
     allowed_entry,

@@ -2,8 +2,8 @@
 
 Pure and standard-library only. `make diff` uses it to list prunes from the cluster's own
 inventory; the apply step asks kpt itself instead (`kpt live apply --dry-run`, in
-components/step/prune.py), which is the authority just before an apply. The inputs are what the
-cluster and the package already say:
+components/step/prune/__init__.py), which is the authority just before an apply. The inputs
+are what the cluster and the package already say:
 
 - the package's ResourceGroup as `kubectl get resourcegroups.kpt.dev NAME -n NS -o json` prints
   it: `spec.resources` lists every object kpt applied, as `{group, kind, namespace, name}`;
