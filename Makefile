@@ -79,7 +79,6 @@ lint: venv ## ruff and mypy only
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
-# tools/ is a package run with -m, so that its scripts can import components/ from the project root.
 plan: ## Print the deploy and rollback order of stack STACK (CATALOG_DIR=... to read another)
 	$(KPT_CATALOG) plan --stack "$$STACK" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR")
 

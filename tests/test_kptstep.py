@@ -761,7 +761,7 @@ def test_malformed_environment_exits_2_naming_the_variable(
     ]
 
 
-# --- the parts the program and tools/status.py import --------------------------------------------
+# --- the parts the program and kpt-catalog status import ---------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,8 @@
 The stand-in records each call's arguments and the backend and passphrase it was given, so the
 tests can assert what a user would see happen: which backend their state goes to, which stack is
 selected, the exact pulumi command, and what a missing tool prints. Every test runs in a copy of
-the Makefile and tools/ with a PATH holding only the stand-ins and the few system tools the
-wrapper needs, so neither a real `pulumi` nor the developer's login can leak in.
+the Makefile, ./kpt-catalog and kpt_catalog/ with a PATH holding only the stand-ins and the few
+system tools the wrapper needs, so neither a real `pulumi` nor the developer's login can leak in.
 """
 
 from __future__ import annotations
@@ -905,3 +905,57 @@ def test_make_diff_hands_its_variables_to_the_tool(sandbox: Sandbox):
             "headscale",
         ]
     ]
+
+
+# --- ./kpt-catalog before the engine: every check that can be made without it ----------------
+
+
+def test_up_on_a_cluster_that_does_not_answer_is_exit_3_and_never_starts_the_engine(
+    sandbox: Sandbox,
+):
+    (sandbox.bin_dir / "kubectl").write_text(
+        "#!/bin/sh\necho 'The connection to the server 127.0.0.1:6443 was refused' >&2\nexit 1\n"
+    )
+    result = sandbox.command("up", "--yes")
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "cluster unreachable (kubeconfig" in result.stdout
+    assert "127.0.0.1:6443 was refused" in result.stdout
+    assert sandbox.calls() == []
+
+
+@pytest.mark.parametrize("command", ["up", "preview", "reapply"])
+def test_a_configuration_problem_stops_the_deploy_commands_before_the_engine(
+    sandbox: Sandbox, command: str
+):
+    graph = sandbox.project / "packages.yaml"
+    graph.write_text(graph.read_text().replace("needs: [cilium]", "needs: [cilum]", 1))
+    args = [command, "--package", "headscale"] if command == "reapply" else [command]
+
+    result = sandbox.command(*args)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "did you mean 'cilium'?" in result.stderr
+    assert "packages.yaml line" in result.stderr
+    assert sandbox.calls() == []
+
+
+def test_destroy_needs_no_catalog_only_a_cluster(sandbox: Sandbox):
+    # the catalog is gone from this machine: the rollback works from the engine's state
+    shutil.rmtree(sandbox.project / "examples" / "catalog")
+    result = sandbox.command("destroy", "--yes")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sandbox.argvs()[-1] == ["destroy", "--exclude-protected", "--yes", "--stack", "dev"]
+
+
+def test_a_failed_up_is_exit_4_and_says_so(sandbox: Sandbox):
+    (sandbox.bin_dir / "pulumi").write_text(
+        (sandbox.bin_dir / "pulumi")
+        .read_text()
+        .replace("exec ", '[ "$1" = up ] && exit 255\nexec ')
+    )
+    result = sandbox.command("up", "--yes")
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "kpt-catalog up: FAILED" in result.stdout
