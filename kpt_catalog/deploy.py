@@ -132,6 +132,9 @@ def _up_like(stack: str, pulumi_args: Sequence[str], names: Sequence[str], comma
     status = _outcome(_wrapper(stack, [*pulumi_command, *pulumi_args]))
     out = Printer()
     runs = summary.read_runs(stack, names, since, os.environ)
+    if any(run.events for run in runs):
+        out.line("")
+        summary.render_timeline(runs, out)
     if any(run.steps for run in runs) or status != exits.OK:
         summary.render_table(runs, out)
     verdict = {

@@ -19,7 +19,7 @@ from components.step.contract import ENV_PACKAGE, ENV_STACK, RESULT_PREFIX
 from components.step.logs import log_path
 from kpt_catalog.output import Printer
 
-__all__ = ["PackageRun", "read_runs", "render_table"]
+__all__ = ["PackageRun", "read_runs", "render_table", "render_timeline"]
 
 _HEADER = re.compile(r"^(\S+) ==== kptstep (\S+) \(pid \d+\) ====$")
 _RESULT = re.compile(r"^(\S+) step: " + re.escape(RESULT_PREFIX) + r"(.*) \(exit (-?\d+)\)$")
@@ -42,6 +42,8 @@ class PackageRun:
     failed_step: str = ""
     open_step: str = ""
     """A step that started and never wrote its result (killed, or still running)."""
+    events: list[tuple[datetime, str]] = field(default_factory=list)
+    """When each step started and ended, with what it said: the run's timeline."""
 
     @property
     def result(self) -> str:
@@ -86,9 +88,10 @@ def read_run(name: str, log: Path, since: datetime) -> PackageRun:
         if header:
             when = _time(header.group(1))
             inside = when is not None and when >= since
-            if inside:
+            if inside and when is not None:
                 run.started = run.started or when
                 run.open_step = header.group(2)
+                run.events.append((when, f"{run.open_step} started"))
             continue
         result = _RESULT.match(line) if inside else None
         if result is None:
@@ -102,10 +105,14 @@ def read_run(name: str, log: Path, since: datetime) -> PackageRun:
         step = str(payload.get("step") or run.open_step)
         run.open_step = ""
         run.steps.append(step)
+        ended = run.finished or since
         if not payload.get("ok"):
-            run.failure = run.failure or str(payload.get("failure") or f"exit {result.group(3)}")
+            failure = str(payload.get("failure") or f"exit {result.group(3)}")
+            run.failure = run.failure or failure
             run.failed_step = run.failed_step or step
+            run.events.append((ended, f"{step} FAILED ({failure})"))
             continue
+        run.events.append((ended, f"{step} done" + _counts(step, payload)))
         objects = payload.get("objects")
         count = objects if isinstance(objects, int) else 0
         if step == "apply":
@@ -118,6 +125,23 @@ def read_run(name: str, log: Path, since: datetime) -> PackageRun:
         if isinstance(reports, Mapping):
             run.reports.update({str(k): str(v) for k, v in reports.items() if v})
     return run
+
+
+def _counts(step: str, payload: Mapping[str, object]) -> str:
+    objects, pruned = payload.get("objects"), payload.get("pruned")
+    if step == "apply" and isinstance(objects, int):
+        return f": {objects} applied, {pruned if isinstance(pruned, int) else 0} pruned"
+    if step in ("destroy", "status") and isinstance(objects, int):
+        return f": {objects} object(s)"
+    return ""
+
+
+def render_timeline(runs: Sequence[PackageRun], out: Printer) -> None:
+    """Every step of the run in the order it happened, one line each: what the engine's display
+    showed only while it ran."""
+    events = sorted((when, run.name, text) for run in runs for when, text in run.events)
+    for when, name, text in events:
+        out.line(f"{when.astimezone().strftime('%H:%M:%S')}  {name:<16} {text}")
 
 
 def read_runs(

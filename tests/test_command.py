@@ -185,9 +185,21 @@ def test_the_table_says_what_happened_to_each_package_in_this_run(
     names = ["kube-vip", "cilium", "tailscale", "headscale"]
 
     runs = summary.read_runs("lab", names, since, {**os.environ})
+    summary.render_timeline(runs, Printer())
+    timeline = capsys.readouterr().out.splitlines()
     summary.render_table(runs, Printer())
-
     out = capsys.readouterr().out.splitlines()
+
+    # every step of this run, in the order it happened: what the engine's display let vanish
+    assert [line.split(None, 1)[1].split() for line in timeline] == [
+        ["cilium", "apply", "started"],
+        ["cilium", "apply", "done:", "12", "applied,", "2", "pruned"],
+        ["cilium", "wait", "started"],
+        ["cilium", "wait-after", "done"],
+        ["tailscale", "apply", "started"],
+        ["tailscale", "apply", "FAILED", "(reconcile", "timeout)"],
+        ["headscale", "apply", "started"],
+    ]
     rows = {line.split()[0]: line for line in out if line.split()[:1] and line[0] != " "}
     assert rows["PACKAGE"].split() == [
         "PACKAGE",
