@@ -27,7 +27,7 @@ import yaml
 
 from components.catalog import Catalog
 from components.config import CatalogConfig, format_duration, parse_duration, yaml_error_text
-from kpt_catalog.output import Printer
+from kpt_catalog.output import Printer, add_output_argument
 from kpt_catalog.stackfile import load_stack_catalog, unknown_package
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "add_package_argument",
     "add_stack_arguments",
     "bound_text",
+    "checks_parser",
     "cluster_of",
     "cluster_problem",
     "connect",
@@ -103,6 +104,23 @@ def add_bound_arguments(parser: argparse.ArgumentParser, *, checked: str) -> Non
     """`--timeout` (TIMEOUT=) and `--jobs` (JOBS=); `checked` says what JOBS counts."""
     parser.add_argument("--timeout", default=DEFAULT_TIMEOUT, help="bound on the whole run (5m)")
     parser.add_argument("--jobs", default=str(DEFAULT_JOBS), help=f"packages {checked} at once")
+
+
+def checks_parser(
+    command: str, description: str, *, what: str, checked: str
+) -> argparse.ArgumentParser:
+    """The parser of a command that checks each package against the cluster (`diff`, `status`):
+    `--stack`, `--catalog-dir`, `--package`, `--timeout`, `--jobs` and `--output`."""
+    parser = argparse.ArgumentParser(
+        prog=f"kpt-catalog {command}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_stack_arguments(parser)
+    add_package_argument(parser, what=what)
+    add_bound_arguments(parser, checked=checked)
+    add_output_argument(parser)
+    return parser
 
 
 @dataclass(frozen=True)

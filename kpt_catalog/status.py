@@ -12,7 +12,6 @@ package could not be checked within TIMEOUT.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -24,7 +23,7 @@ from components.catalog import LoadedPackage
 from components.config import CatalogConfig, ConfigError, WaitSpec
 from components.environment import status_environment
 from kpt_catalog import clusterops, exits
-from kpt_catalog.output import Printer, add_output_argument
+from kpt_catalog.output import Printer
 from kpt_catalog.stackfile import ROOT
 
 __all__ = [
@@ -120,15 +119,7 @@ def health_json(name: str, health: Health) -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="kpt-catalog status",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    clusterops.add_stack_arguments(parser)
-    clusterops.add_package_argument(parser, what="check")
-    clusterops.add_bound_arguments(parser, checked="checked")
-    add_output_argument(parser)
+    parser = clusterops.checks_parser("status", __doc__ or "", what="check", checked="checked")
     args = parser.parse_args(argv)
     out = Printer(args.output == "json")
 

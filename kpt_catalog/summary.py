@@ -19,8 +19,10 @@ from components.step.contract import ENV_PACKAGE, ENV_STACK, RESULT_PREFIX
 from components.step.logs import log_path
 from kpt_catalog.output import Printer
 
-__all__ = ["PackageRun", "read_runs", "render_table", "render_timeline"]
+__all__ = ["HEADER", "PackageRun", "read_runs", "render_table", "render_timeline"]
 
+HEADER = ("PACKAGE", "RESULT", "TIME", "APPLIED", "PRUNED", "DELETED", "REPORTED")
+"""The columns of the table `up` ends with."""
 _HEADER = re.compile(r"^(\S+) ==== kptstep (\S+) \(pid \d+\) ====$")
 _RESULT = re.compile(r"^(\S+) step: " + re.escape(RESULT_PREFIX) + r"(.*) \(exit (-?\d+)\)$")
 
@@ -164,7 +166,7 @@ def _duration(seconds: float | None) -> str:
 
 def render_table(runs: Sequence[PackageRun], out: Printer) -> None:
     """The table, then for each failed package its reason and its log."""
-    header = ("PACKAGE", "RESULT", "TIME", "APPLIED", "PRUNED", "DELETED", "REPORTED")
+    header = HEADER
     rows = [
         (
             run.name,

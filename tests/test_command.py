@@ -201,15 +201,7 @@ def test_the_table_says_what_happened_to_each_package_in_this_run(
         ["headscale", "apply", "started"],
     ]
     rows = {line.split()[0]: line for line in out if line.split()[:1] and line[0] != " "}
-    assert rows["PACKAGE"].split() == [
-        "PACKAGE",
-        "RESULT",
-        "TIME",
-        "APPLIED",
-        "PRUNED",
-        "DELETED",
-        "REPORTED",
-    ]
+    assert rows["PACKAGE"].split() == list(summary.HEADER)
     assert rows["kube-vip"].split() == ["kube-vip", "unchanged", "-", "-", "-", "-", "-"]
     cilium = ["cilium", "applied", "1m30s", "12", "2", "-", "pool=10.80.8.128/26"]
     assert rows["cilium"].split() == cilium

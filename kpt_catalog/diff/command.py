@@ -20,7 +20,7 @@ from kpt_catalog.diff.preview import (
     show_removals,
 )
 from kpt_catalog.diff.render import package_json, render
-from kpt_catalog.output import Printer, add_output_argument
+from kpt_catalog.output import Printer
 
 __all__ = [
     "DESCRIPTION",
@@ -29,15 +29,7 @@ __all__ = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="kpt-catalog diff",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    clusterops.add_stack_arguments(parser)
-    clusterops.add_package_argument(parser, what="diff")
-    clusterops.add_bound_arguments(parser, checked="diffed")
-    add_output_argument(parser)
+    parser = clusterops.checks_parser("diff", DESCRIPTION, what="diff", checked="diffed")
     # `kpt-catalog preview` hands its `pulumi preview --json` here (kpt_catalog/deploy.py).
     parser.add_argument("--after-preview", help=argparse.SUPPRESS)
     parser.add_argument("--drift", action="store_true", help=argparse.SUPPRESS)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kpt_catalog import exits
+from kpt_catalog import exits, summary
 from tests.e2e.journey import OAUTH, Journey, ok
 from tests.harness import ROOT
 
@@ -56,15 +56,7 @@ def test_up_takes_over_a_cluster_the_bash_loop_built_changing_nothing(journey: J
 
     # the run ends with what happened to each package: applied, with its objects counted
     table = out[out.index("PACKAGE  ") :].splitlines()
-    assert table[0].split() == [
-        "PACKAGE",
-        "RESULT",
-        "TIME",
-        "APPLIED",
-        "PRUNED",
-        "DELETED",
-        "REPORTED",
-    ]
+    assert table[0].split() == list(summary.HEADER)
     rows = {line.split()[0]: line.split() for line in table[1:6]}
     assert sorted(rows) == sorted(["kube-vip", "cilium", "tailscale", "headscale", "envoy-gateway"])
     assert {row[1] for row in rows.values()} == {"applied"}
