@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pulumi
@@ -10,6 +11,7 @@ from pulumi.runtime import config as runtime_config
 
 from components.catalog import load
 from components.config import graph_and_stack, structured_getter
+from components.config.files import ROLLOUT_VARIABLE
 from components.kpt_package import KptPackage, KptPackageArgs
 from components.secrets import check_secret_config, secret_values
 
@@ -30,6 +32,7 @@ values, source_warnings = graph_and_stack(
     },
     project_dir=PROJECT_DIR,
     stack_file=f"Pulumi.{pulumi.get_stack()}.yaml",
+    rollout=os.environ.get(ROLLOUT_VARIABLE, ""),  # a fleet rollout's catalog (kpt_catalog/fleet)
 )
 catalog = load(  # every problem of config and catalog, before any resource is registered
     values, stack=pulumi.get_stack(), base_dir=PROJECT_DIR

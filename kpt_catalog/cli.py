@@ -43,6 +43,12 @@ def _deploy(command: str) -> Callable[[Sequence[str]], int]:
     return run
 
 
+def _fleet(argv: Sequence[str]) -> int:
+    from kpt_catalog.fleet import command
+
+    return command.main(argv)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
     "plan": ("the deploy waves and rollback order; offline, no cluster", _plan),
     "diff": ("what up would change, object by object, from the cluster's dry run", _diff),
@@ -56,6 +62,7 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
         _deploy("destroy-all"),
     ),
     "stack": ("stack init NAME --kubeconfig F --context C; stack set-secret NAME KEY", _stack),
+    "fleet": ("one catalog to the clusters of fleet.yaml: fleet plan, fleet up --yes", _fleet),
 }
 
 

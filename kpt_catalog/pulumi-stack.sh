@@ -228,7 +228,13 @@ else
 fi
 
 # Its messages go to stderr: stdout is the command's own (`make preview` reads `preview --json`).
-pulumi stack select --create "$stack" >&2
+# A fleet rollout runs several stacks of this project at once: it creates and selects each one
+# beforehand, one at a time, and sets KPT_CATALOG_SELECT=no, because `stack select` writes the
+# project's one workspace file, which parallel writers corrupt (pulumi/pulumi#8186). Every
+# command below names its stack with --stack anyway.
+if [ "${KPT_CATALOG_SELECT:-yes}" != no ]; then
+	pulumi stack select --create "$stack" >&2
+fi
 if [ "$1" = destroy-all ]; then
 	shift
 	destroy_all "$@"

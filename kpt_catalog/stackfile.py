@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from components.config import (
     parse_config,
     yaml_error_text,
 )
+from components.config.files import ROLLOUT_VARIABLE
 
 __all__ = [
     "ROOT",
@@ -67,7 +69,8 @@ def stack_config_values(
         if key.startswith(NAMESPACE):
             values[key.removeprefix(NAMESPACE)] = value
     values.update(overrides or {})
-    return graph_and_stack(values, project_dir=root, stack_file=stack_file.name)
+    rollout = os.environ.get(ROLLOUT_VARIABLE, "")  # a fleet rollout's catalog, as the program
+    return graph_and_stack(values, project_dir=root, stack_file=stack_file.name, rollout=rollout)
 
 
 def stack_values(stack: str, overrides: dict[str, Any] | None = None) -> Callable[[str], object]:

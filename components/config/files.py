@@ -11,6 +11,7 @@ from components.config.located import load_with_lines
 from components.config.model import GRAPH_FILE, ConfigError
 
 __all__ = [
+    "ROLLOUT_VARIABLE",
     "graph_and_stack",
     "yaml_error_text",
 ]
@@ -29,8 +30,17 @@ def yaml_error_text(file_name: str, error: yaml.YAMLError) -> str:
     return f"{file_name}: not valid YAML: {' '.join(str(error).split())}"
 
 
+ROLLOUT_VARIABLE = "KPT_CATALOG_ROLLOUT"
+"""Set by a fleet rollout: a directory holding the catalog being rolled out (`catalog/`) and its
+graph (`packages.yaml`), read instead of the stack's catalogDir and the project's graph."""
+
+
 def graph_and_stack(
-    stack_values: Mapping[str, object], *, project_dir: Path, stack_file: str
+    stack_values: Mapping[str, object],
+    *,
+    project_dir: Path,
+    stack_file: str,
+    rollout: str = "",
 ) -> tuple[dict[str, object], tuple[str, ...]]:
     """The values the program reads: the stack's `kpt-catalog:` keys (namespace removed) plus
     `packages` from `packages.yaml` in `project_dir`, and warnings.
@@ -38,9 +48,14 @@ def graph_and_stack(
     The program, `make plan`, `make status` and the tests all read the graph through this one
     function. A stack that sets `kpt-catalog:packages` itself deploys that graph instead of the
     file's (with a warning naming both). Raises ConfigError when the file cannot be used.
+    `rollout` (the value of ROLLOUT_VARIABLE) replaces both the catalog and the graph.
     """
     values = dict(stack_values)
     graph_file = project_dir / GRAPH_FILE
+    if rollout:
+        values["catalogDir"] = str(Path(rollout) / "catalog")
+        values.pop("packages", None)
+        graph_file = Path(rollout) / GRAPH_FILE
     if "packages" in values:
         warnings = (
             (

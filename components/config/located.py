@@ -12,8 +12,10 @@ import yaml
 __all__ = [
     "Located",
     "LocatedList",
+    "line_of",
     "load_with_lines",
     "locate",
+    "locate_in",
 ]
 
 
@@ -74,6 +76,38 @@ def load_with_lines(text: str, source: str) -> object:
 
 _PACKAGE_KEY = re.compile(r"^packages\[(\d+)\]((?:\.[A-Za-z0-9_-]+|\[\d+\])*)(?=: )")
 _PATH_PART = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]")
+
+
+_KEY_PATH = re.compile(r"^([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+|\[\d+\])*)(?=: )")
+
+
+def line_of(document: object, path: str) -> int:
+    """The line where the key or item `path` (`clusters[2].labels.site`) is written in
+    `document` (as `load_with_lines` read it): the deepest part of it found; 0 when unknown."""
+    line = document.line if isinstance(document, (Located, LocatedList)) else 0
+    node = document
+    for name, position in _PATH_PART.findall("." + path if path[:1] != "[" else path):
+        if isinstance(node, Located) and name:
+            line = node.key_lines.get(name, line)
+            node = node.get(name)
+        elif isinstance(node, LocatedList) and position and int(position) < len(node):
+            line = node.item_lines[int(position)]
+            node = node[int(position)]
+        else:
+            break
+    return line
+
+
+def locate_in(problems: Iterable[str], document: object) -> list[str]:
+    """Each `key.path: message` problem led by the file and line of that key in `document`
+    (`fleet.yaml line 12: clusters[2].labels: ...`)."""
+    source = document.source if isinstance(document, (Located, LocatedList)) else ""
+    located = []
+    for problem in problems:
+        match = _KEY_PATH.match(problem)
+        line = line_of(document, match.group(1)) if match else 0
+        located.append(f"{source} line {line}: {problem}" if source and line else problem)
+    return located
 
 
 def locate(problems: Iterable[str], sources: Sequence[object]) -> list[str]:

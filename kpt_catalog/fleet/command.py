@@ -1,0 +1,251 @@
+"""`kpt-catalog fleet`: one catalog to the clusters `fleet.yaml` lists.
+
+    kpt-catalog fleet plan [-o json]        the waves and their clusters; offline
+    kpt-catalog fleet up [--resume [RUN]]   roll the catalog out, wave by wave
+
+What each cluster went through is journalled in `.fleet/runs/<run>.jsonl` and each command's
+output kept in `.fleet/logs/<run>/<cluster>.log`; `.fleet/last-good.json` says which catalog
+each cluster last ran well, and `.fleet/catalogs/` holds those catalogs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from components.config import ConfigError
+from kpt_catalog import exits, stackfile
+from kpt_catalog.fleet.config import FLEET_FILE, FleetConfig, load_fleet
+from kpt_catalog.fleet.journal import (
+    FleetLockedError,
+    Journal,
+    fleet_lock,
+    latest_run,
+    read_journal,
+)
+from kpt_catalog.fleet.rollout import Rollout, RolloutResult, Runner, finished_clusters
+from kpt_catalog.fleet.snapshot import Snapshot, snapshot_catalog
+from kpt_catalog.fleet.waves import Wave, plan_waves
+from kpt_catalog.output import Printer, add_output_argument
+
+__all__ = ["fleet_dir", "main", "run_rollout"]
+
+
+def fleet_dir() -> Path:
+    """`.fleet/` in the project."""
+    return stackfile.ROOT / ".fleet"
+
+
+def _known_stacks() -> list[str]:
+    return [
+        p.name.removeprefix("Pulumi.").removesuffix(".yaml")
+        for p in stackfile.ROOT.glob("Pulumi.*.yaml")
+    ]
+
+
+def _load(path: str | None) -> FleetConfig:
+    return load_fleet(Path(path) if path else stackfile.ROOT / FLEET_FILE, _known_stacks())
+
+
+def _plan(args: argparse.Namespace) -> int:
+    out = Printer(args.output == "json")
+    try:
+        config = _load(args.fleet)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        out.document("fleet plan", {"stack": "", "problems": str(error).splitlines()}, exits.CONFIG)
+        return exits.CONFIG
+    waves = plan_waves(config)
+    for wave in waves:
+        out.line(
+            f"{wave.name}: {', '.join(c.name for c in wave.clusters)} (may fail: {wave.budget})"
+        )
+    out.line(
+        f"at most {config.max_concurrency} at once; bake {config.bake_seconds}s, health within "
+        f"{config.health_seconds}s; unreachable: {config.unreachable}; over budget: "
+        f"{config.on_failure}"
+    )
+    out.document(
+        "fleet plan",
+        {
+            "stack": "",
+            "problems": [],
+            "waves": [
+                {"name": w.name, "clusters": [c.name for c in w.clusters], "budget": w.budget}
+                for w in waves
+            ],
+        },
+        exits.OK,
+    )
+    return exits.OK
+
+
+def _table(result: RolloutResult, out: Printer) -> None:
+    width = max((len(n) for n in result.clusters), default=7)
+    out.line("")
+    out.line(out.paint(f"{'CLUSTER':<{width}}  {'WAVE':<24}  RESULT", "bold"))
+    for run in result.clusters.values():
+        colour = {"good": "green", "done before": "green", "deferred": "yellow"}.get(
+            run.state, "red"
+        )
+        reason = f": {run.reason}" if run.reason and run.state != "good" else ""
+        out.line(f"{run.name:<{width}}  {run.wave:<24}  {out.paint(run.state, colour)}{reason}")
+
+
+def run_rollout(
+    config: FleetConfig,
+    waves: Sequence[Wave],
+    runner: Runner,
+    snapshot: Snapshot,
+    *,
+    root: Path,
+    run_id: str,
+    finished: dict[str, str] | None = None,
+    out: Printer | None = None,
+) -> RolloutResult:
+    """One rollout (or the rest of one) under the fleet lock, journalled in `root/runs`."""
+    out = out or Printer()
+    last_good_file = root / "last-good.json"
+    last_good = json.loads(last_good_file.read_text()) if last_good_file.exists() else {}
+    journal = Journal(root / "runs" / f"{run_id}.jsonl")
+    try:
+        if finished is None:
+            journal.write(
+                "run",
+                run=run_id,
+                catalog=snapshot.digest,
+                waves=[[c.name for c in w.clusters] for w in waves],
+                lastGood=last_good,
+            )
+        rollout = Rollout(
+            config,
+            waves,
+            runner,
+            journal,
+            snapshot,
+            store=root / "catalogs",
+            last_good=last_good,
+            last_good_file=last_good_file,
+            finished=finished,
+            say=out.line,
+        )
+        return rollout.run()
+    finally:
+        journal.close()
+
+
+def _up(args: argparse.Namespace) -> int:
+    from kpt_catalog.fleet.runner import CommandRunner  # the engine's side
+
+    out = Printer()
+    root = fleet_dir()
+    if not args.yes:
+        print(
+            "fleet up: each cluster's up runs unattended and cannot ask: check `kpt-catalog "
+            "fleet plan` (and each cluster's diff), then run fleet up --yes",
+            file=sys.stderr,
+        )
+        return exits.CONFIG
+    try:
+        config = _load(args.fleet)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return exits.CONFIG
+    finished: dict[str, str] | None = None
+    waves = plan_waves(config)
+    if args.resume is not None:
+        journal_path = (
+            root / "runs" / f"{args.resume}.jsonl" if args.resume else latest_run(root / "runs")
+        )
+        if journal_path is None or not journal_path.exists():
+            print(
+                f"fleet up --resume: no rollout journal {journal_path or root / 'runs'}",
+                file=sys.stderr,
+            )
+            return exits.CONFIG
+        events = read_journal(journal_path)
+        if any(e.get("event") == "end" for e in events):
+            print(
+                f"fleet up --resume: rollout {journal_path.stem} ended; nothing to resume",
+                file=sys.stderr,
+            )
+            return exits.CONFIG
+        start = next(e for e in events if e.get("event") == "run")
+        run_id = journal_path.stem
+        digest = str(start["catalog"])
+        snapshot = Snapshot(digest, root / "catalogs" / digest)
+        by_name = {c.name: c for c in config.clusters}
+        waves = [
+            Wave(w.name, tuple(by_name[n] for n in names if n in by_name), w.budget)
+            for w, names in zip(waves, start["waves"], strict=False)
+        ]
+        finished = finished_clusters(events)
+        out.line(
+            f"resuming rollout {run_id} (catalog {snapshot.short}): "
+            f"{len(finished)} cluster(s) finished"
+        )
+    else:
+        run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        try:
+            catalog = stackfile.load_stack_config(config.clusters[0].name)
+        except ConfigError as error:
+            print(error, file=sys.stderr)
+            return exits.CONFIG
+        snapshot = snapshot_catalog(
+            Path(catalog.catalog_dir), stackfile.ROOT / "packages.yaml", root / "catalogs"
+        )
+        out.line(f"rollout {run_id}: catalog {snapshot.short} to {len(config.clusters)} cluster(s)")
+    runner = CommandRunner(root, root / "logs" / run_id, yes=args.yes)
+    try:
+        with fleet_lock(root / "lock", run_id) as stale:
+            if stale:
+                out.line(
+                    f"the fleet lock of run {stale.get('run')} (pid {stale.get('pid')}, gone) "
+                    "was taken over"
+                )
+            runner.prepare([c.name for w in waves for c in w.clusters])
+            result = run_rollout(
+                config,
+                waves,
+                runner,
+                snapshot,
+                root=root,
+                run_id=run_id,
+                finished=finished,
+                out=out,
+            )
+    except FleetLockedError as error:
+        print(f"fleet up: {error}", file=sys.stderr)
+        return exits.CONFIG
+    _table(result, out)
+    out.line(f"rollout {run_id}: {result.verdict}; journal .fleet/runs/{run_id}.jsonl")
+    if result.verdict == "done":
+        return exits.OK
+    if result.verdict == "deferred":
+        return exits.UNREACHABLE
+    return exits.FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kpt-catalog fleet",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--fleet", help=f"the fleet file (default: {FLEET_FILE} in the project)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    plan = commands.add_parser("plan", help="the waves and their clusters; offline")
+    add_output_argument(plan)
+    up = commands.add_parser("up", help="roll the catalog out, wave by wave")
+    up.add_argument("--resume", nargs="?", const="", help="go on with the last (or RUN) rollout")
+    up.add_argument(
+        "--yes",
+        action="store_true",
+        help="required: the clusters' ups run unattended, so none can ask",
+    )
+    args = parser.parse_args(argv)
+    return _plan(args) if args.command == "plan" else _up(args)
