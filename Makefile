@@ -93,8 +93,9 @@ status: ## Check each package's health on the cluster, or PACKAGE's (./kpt-catal
 diff: ## Each package's objects against the cluster: changes, creates, prunes (./kpt-catalog diff gives the exit codes)
 	$(KPT_CATALOG) diff --stack "$$STACK" --timeout "$$TIMEOUT" --jobs "$$JOBS" $(if $(CATALOG_DIR),--catalog-dir "$$CATALOG_DIR") $(if $(PACKAGE),--package "$$PACKAGE")
 
-bench: venv ## Run the benchmarks
+bench: venv ## Run the benchmarks (the program and make diff, then the fleet rollout engine)
 	$(VENV)/bin/python -m tools.bench
+	$(VENV)/bin/python -m tools.bench_fleet
 
 # The world: etcd, the Kubernetes control plane, the pulumi CLI and both providers, built from
 # their Go modules into ~/.cache/kpt-catalog/world (once; later runs find them there).
