@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from components.config import ConfigError, load_with_lines
+from kpt_catalog import exits
+from kpt_catalog.fleet import command
 from kpt_catalog.fleet.config import load_fleet, parse_fleet
 from kpt_catalog.fleet.journal import FleetLockedError, Journal, fleet_lock, read_journal
 from kpt_catalog.fleet.rollout import Outcome, Rollout, finished_clusters
@@ -343,10 +345,45 @@ def test_two_rollouts_never_run_at_once(tmp_path: Path):
 
 def test_a_catalog_is_stored_once_by_its_content(tmp_path: Path):
     store = tmp_path / "catalogs"
-    first = snapshot_catalog(EXAMPLE_CATALOG, ROOT / "packages.yaml", store)
-    again = snapshot_catalog(EXAMPLE_CATALOG, ROOT / "packages.yaml", store)
+    graph = (ROOT / "packages.yaml").read_bytes()
+    first = snapshot_catalog(EXAMPLE_CATALOG, graph, store)
+    again = snapshot_catalog(EXAMPLE_CATALOG, graph, store)
     assert first == again and len(list(store.iterdir())) == 1
     assert (first.catalog_dir / "mesh" / "tailscale" / "03-connector.yaml").read_bytes() == (
         EXAMPLE_CATALOG / "mesh" / "tailscale" / "03-connector.yaml"
     ).read_bytes()
     assert first.graph_file.read_bytes() == (ROOT / "packages.yaml").read_bytes()
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def test_fleet_plan_prints_the_waves_offline(
+    tmp_path: Path, stack_project: Path, capsys: pytest.CaptureFixture[str]
+):
+    for name in ("lab", "east-1", "east-2", "west-1", "west-2"):
+        (stack_project / f"Pulumi.{name}.yaml").write_text("config: {}\n")
+    (tmp_path / "fleet.yaml").write_text(FLEET)
+
+    code = command.main(["--fleet", str(tmp_path / "fleet.yaml"), "plan", "-o", "json"])
+
+    printed = capsys.readouterr()
+    assert code == exits.OK, printed.err
+    assert json.loads(printed.out)["waves"] == [
+        {"name": "canary", "clusters": ["lab"], "budget": 0},
+        {"name": "wave 1 (region=east)", "clusters": ["east-1", "east-2"], "budget": 0},
+        {"name": "wave 2 (region=west)", "clusters": ["west-1", "west-2"], "budget": 0},
+    ]
+    assert "canary: lab (may fail: 0)" in printed.err
+
+
+def test_fleet_up_without_yes_or_with_a_bad_fleet_runs_nothing(
+    tmp_path: Path, stack_project: Path, capsys: pytest.CaptureFixture[str]
+):
+    (tmp_path / "fleet.yaml").write_text(FLEET)
+    fleet = ["--fleet", str(tmp_path / "fleet.yaml")]
+    assert command.main([*fleet, "up"]) == exits.CONFIG
+    assert "then run fleet up --yes" in capsys.readouterr().err
+    assert command.main([*fleet, "up", "--yes"]) == exits.CONFIG  # no stack files
+    assert "no stack file Pulumi.lab.yaml" in capsys.readouterr().err
+    assert not (tmp_path / ".fleet").exists()

@@ -3,9 +3,10 @@
     kpt-catalog fleet plan [-o json]        the waves and their clusters; offline
     kpt-catalog fleet up [--resume [RUN]]   roll the catalog out, wave by wave
 
-What each cluster went through is journalled in `.fleet/runs/<run>.jsonl` and each command's
-output kept in `.fleet/logs/<run>/<cluster>.log`; `.fleet/last-good.json` says which catalog
-each cluster last ran well, and `.fleet/catalogs/` holds those catalogs.
+What each cluster went through is journalled in `.fleet/runs/<run>.jsonl` (beside the fleet
+file) and each command's output kept in `.fleet/logs/<run>/<cluster>.log`;
+`.fleet/last-good.json` says which catalog each cluster last ran well, and `.fleet/catalogs/`
+holds those catalogs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+
+import yaml
 
 from components.config import ConfigError
 from kpt_catalog import exits, stackfile
@@ -35,9 +38,9 @@ from kpt_catalog.output import Printer, add_output_argument
 __all__ = ["fleet_dir", "main", "run_rollout"]
 
 
-def fleet_dir() -> Path:
-    """`.fleet/` in the project."""
-    return stackfile.ROOT / ".fleet"
+def fleet_dir(fleet_file: str | None) -> Path:
+    """`.fleet/` beside the fleet file (the project's, by default)."""
+    return (Path(fleet_file).resolve().parent if fleet_file else stackfile.ROOT) / ".fleet"
 
 
 def _known_stacks() -> list[str]:
@@ -82,6 +85,15 @@ def _plan(args: argparse.Namespace) -> int:
         exits.OK,
     )
     return exits.OK
+
+
+def _snapshot_of(stack: str, root: Path) -> Snapshot:
+    """The catalog and graph `stack` deploys today, stored: what the rollout takes everywhere."""
+    values, _ = stackfile.stack_config_values(stack)
+    config = stackfile.load_stack_config(stack)
+    packages = json.loads(json.dumps(values.get("packages")))  # plain lists and dicts
+    graph = yaml.safe_dump({"packages": packages}, sort_keys=False).encode()
+    return snapshot_catalog(Path(config.catalog_dir), graph, root / "catalogs")
 
 
 def _table(result: RolloutResult, out: Printer) -> None:
@@ -142,7 +154,7 @@ def _up(args: argparse.Namespace) -> int:
     from kpt_catalog.fleet.runner import CommandRunner  # the engine's side
 
     out = Printer()
-    root = fleet_dir()
+    root = fleet_dir(args.fleet)
     if not args.yes:
         print(
             "fleet up: each cluster's up runs unattended and cannot ask: check `kpt-catalog "
@@ -191,13 +203,10 @@ def _up(args: argparse.Namespace) -> int:
     else:
         run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         try:
-            catalog = stackfile.load_stack_config(config.clusters[0].name)
+            snapshot = _snapshot_of(config.clusters[0].name, root)
         except ConfigError as error:
             print(error, file=sys.stderr)
             return exits.CONFIG
-        snapshot = snapshot_catalog(
-            Path(catalog.catalog_dir), stackfile.ROOT / "packages.yaml", root / "catalogs"
-        )
         out.line(f"rollout {run_id}: catalog {snapshot.short} to {len(config.clusters)} cluster(s)")
     runner = CommandRunner(root, root / "logs" / run_id, yes=args.yes)
     try:

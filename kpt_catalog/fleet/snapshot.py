@@ -47,12 +47,12 @@ def _files(catalog_dir: Path) -> list[Path]:
     return found
 
 
-def snapshot_catalog(catalog_dir: Path, graph_file: Path, store: Path) -> Snapshot:
-    """Store the catalog and the graph under `store/<digest>` (once: an existing copy of the
-    same digest is kept) and return it."""
+def snapshot_catalog(catalog_dir: Path, graph: bytes, store: Path) -> Snapshot:
+    """Store the catalog and the graph (`packages.yaml`'s text) under `store/<digest>` (once: an
+    existing copy of the same digest is kept) and return it."""
     digest = hashlib.sha256()
     files = _files(catalog_dir)
-    digest.update(b"packages.yaml\0" + graph_file.read_bytes() + b"\0")
+    digest.update(b"packages.yaml\0" + graph + b"\0")
     for path in files:
         relative = path.relative_to(catalog_dir).as_posix()
         digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -66,7 +66,7 @@ def snapshot_catalog(catalog_dir: Path, graph_file: Path, store: Path) -> Snapsh
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
         (partial / "catalog").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(graph_file, partial / "packages.yaml")
+        (partial / "packages.yaml").write_bytes(graph)
         (partial / ".complete").touch()
         shutil.rmtree(root, ignore_errors=True)
         partial.rename(root)  # whole or not at all
