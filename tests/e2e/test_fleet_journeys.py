@@ -161,8 +161,8 @@ def test_a_catalog_failing_on_the_canary_touches_nothing_else_and_the_canary_goe
     assert second.returncode == exits.OK, second.stdout + second.stderr
     good = fleet.last_good()
     assert set(good) == {a, b} and good[a] == good[b]
-    deployed = {"kube-vip", "cilium", "tailscale", "headscale", "envoy-gateway"}
-    assert fleet.inventories("a") == fleet.inventories("b") == deployed
+    deployed = {"kube-vip", "cilium", "tailscale-operator", "headscale", "envoy-gateway"}
+    assert fleet.inventories("a") == fleet.inventories("b") == deployed  # their ResourceGroups
     # 3. the next catalog fails on the canary: it goes back to the last good catalog, and the
     # second cluster keeps running that one, untouched
     bad.write_text(BAD_OBJECT)
