@@ -15,6 +15,7 @@ import pytest
 from components.config import ConfigError, load_with_lines
 from kpt_catalog import exits
 from kpt_catalog.fleet import command
+from kpt_catalog.fleet import diff as fleet_diff
 from kpt_catalog.fleet.config import load_fleet, parse_fleet
 from kpt_catalog.fleet.journal import FleetLockedError, Journal, fleet_lock, read_journal
 from kpt_catalog.fleet.rollout import Outcome, Rollout, finished_clusters
@@ -387,3 +388,71 @@ def test_fleet_up_without_yes_or_with_a_bad_fleet_runs_nothing(
     assert command.main([*fleet, "up", "--yes"]) == exits.CONFIG  # no stack files
     assert "no stack file Pulumi.lab.yaml" in capsys.readouterr().err
     assert not (tmp_path / ".fleet").exists()
+
+
+# --- fleet diff: clusters grouped by what would change on them ---------------------------------
+
+
+def _diff_document(*entries: tuple[str, str, str, list[str]]) -> dict[str, object]:
+    """A `kpt-catalog diff --output json` document: (package, action, kind/ns/name, lines)."""
+    packages: dict[str, list[dict[str, object]]] = {}
+    for package, action, key, lines in entries:
+        kind, namespace, name = key.split("/")
+        packages.setdefault(package, []).append(
+            {
+                "action": action,
+                "object": {"group": "", "kind": kind, "namespace": namespace, "name": name},
+                "reason": "",
+                "lines": lines,
+                "native": False,
+            }
+        )
+    return {"packages": [{"name": n, "objects": o} for n, o in packages.items()]}
+
+
+CHANGE = (
+    "headscale",
+    "change",
+    "ConfigMap/headscale/config",
+    ["@@ -1,3 +1,3 @@", " data:", "-  a: 1", "+  a: 2"],
+)
+
+
+def test_ten_identical_clusters_are_one_group_and_the_one_that_differs_is_named(capsys):
+    diffs = []
+    for i in range(10):
+        own = ["-  uid: " + "x" * i, "+  resourceVersion: " + str(i)]  # every cluster's own lines
+        change = (*CHANGE[:3], [*CHANGE[3], *own])
+        diffs.append(fleet_diff.ClusterDiff(f"site-{i}", exits.DIFFERS, _diff_document(change)))
+    odd = _diff_document(CHANGE, ("headscale", "prune", "PersistentVolumeClaim/headscale/data", []))
+    diffs.append(fleet_diff.ClusterDiff("site-b", exits.DIFFERS, odd))
+    diffs.append(
+        fleet_diff.ClusterDiff("site-x", exits.UNREACHABLE, {}, "the cluster did not answer")
+    )
+
+    groups = fleet_diff.render(diffs, "site-0", print)
+
+    out = capsys.readouterr().out
+    assert [g.clusters for g in groups] == [tuple(f"site-{i}" for i in range(10)), ("site-b",)]
+    assert "10 cluster(s) (site-0, site-1, site-2" in out and "the canary's 1 change(s)" in out
+    differs = (
+        "1 cluster(s) (site-b) differ from the canary:\n"
+        "  + headscale: prune PersistentVolumeClaim/headscale/data\n"
+    )
+    assert differs in out
+    assert "site-x: could not be diffed (exit 3): the cluster did not answer" in out
+    assert "fleet: 0 create(s), 11 change(s), 1 prune(s)" in out
+    assert fleet_diff.unapproved(groups, []) == ["site-b"]
+    assert fleet_diff.unapproved(groups, ["site-b"]) == []
+    assert fleet_diff.exit_code(diffs) == exits.UNREACHABLE
+
+
+def test_a_change_of_other_values_is_another_change_set():
+    other = (*CHANGE[:3], ["-  a: 1", "+  a: 3"])
+    assert fleet_diff.change_set(_diff_document(CHANGE)) != fleet_diff.change_set(
+        _diff_document(other)
+    )
+    kept = ("headscale", "keep", "Service/headscale/old", [])
+    assert fleet_diff.change_set(_diff_document(CHANGE, kept)) == fleet_diff.change_set(
+        _diff_document(CHANGE)
+    )

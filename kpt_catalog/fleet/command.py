@@ -1,7 +1,9 @@
 """`kpt-catalog fleet`: one catalog to the clusters `fleet.yaml` lists.
 
     kpt-catalog fleet plan [-o json]        the waves and their clusters; offline
-    kpt-catalog fleet up [--resume [RUN]]   roll the catalog out, wave by wave
+    kpt-catalog fleet diff [-o json]        every cluster's diff, grouped against the canary's
+    kpt-catalog fleet up --yes [--approve CLUSTER] [--resume [RUN]]
+                                            roll the catalog out, wave by wave
 
 What each cluster went through is journalled in `.fleet/runs/<run>.jsonl` (beside the fleet
 file) and each command's output kept in `.fleet/logs/<run>/<cluster>.log`;
@@ -22,6 +24,7 @@ import yaml
 
 from components.config import ConfigError
 from kpt_catalog import exits, stackfile
+from kpt_catalog.fleet import diff as fleet_diff
 from kpt_catalog.fleet.config import FLEET_FILE, FleetConfig, load_fleet
 from kpt_catalog.fleet.journal import (
     FleetLockedError,
@@ -150,6 +153,82 @@ def run_rollout(
         journal.close()
 
 
+def _diffs(config: FleetConfig, snapshot: Snapshot, timeout: int) -> list[fleet_diff.ClusterDiff]:
+    names = [c.name for c in config.clusters]
+    return fleet_diff.diff_clusters(
+        names, lambda name: fleet_diff.run_diff(name, snapshot, timeout), config.max_concurrency
+    )
+
+
+def _diff(args: argparse.Namespace) -> int:
+    out = Printer(args.output == "json")
+    root = fleet_dir(args.fleet)
+    try:
+        config = _load(args.fleet)
+        snapshot = _snapshot_of(config.clusters[0].name, root)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        out.document("fleet diff", {"stack": "", "problems": str(error).splitlines()}, exits.CONFIG)
+        return exits.CONFIG
+    canary = plan_waves(config)[0].clusters[0].name
+    out.line(f"catalog {snapshot.short} against {len(config.clusters)} cluster(s); canary {canary}")
+    diffs = _diffs(config, snapshot, args.timeout)
+    groups = fleet_diff.render(diffs, canary, out.line)
+    code = fleet_diff.exit_code(diffs)
+    out.document(
+        "fleet diff",
+        {
+            "stack": "",
+            "problems": [f"{d.name}: {d.error}" for d in diffs if d.error],
+            "catalog": snapshot.digest,
+            "canary": canary,
+            "clusters": {
+                d.name: {
+                    "exitCode": d.code,
+                    "error": d.error,
+                    "changes": sorted(fleet_diff.change_set(d.document)),
+                }
+                for d in diffs
+            },
+            "groups": [
+                {
+                    "clusters": list(g.clusters),
+                    "sameAsCanary": g.canary,
+                    "changes": sorted(g.changes),
+                }
+                for g in groups
+            ],
+            "totals": fleet_diff.totals(diffs),
+        },
+        code,
+    )
+    return code
+
+
+def _gate(config: FleetConfig, snapshot: Snapshot, approved: Sequence[str], out: Printer) -> int:
+    """Before a rollout: every cluster's change set is the canary's, or approved by name."""
+    canary = plan_waves(config)[0].clusters[0].name
+    out.line(f"diffing catalog {snapshot.short} against every cluster first (fleet diff)")
+    diffs = _diffs(config, snapshot, 300)
+    groups = fleet_diff.render(diffs, canary, out.line)
+    if any(d.name == canary and d.error for d in diffs):
+        print(
+            f"fleet up: the canary {canary} could not be diffed; nothing was deployed",
+            file=sys.stderr,
+        )
+        return exits.FAILED
+    refused = fleet_diff.unapproved(groups, approved)
+    if refused:
+        print(
+            f"fleet up: {', '.join(refused)} would get other changes than the canary {canary} "
+            "(above); nothing was deployed. Approve each by name once you have read its "
+            f"changes: fleet up --yes {' '.join(f'--approve {n}' for n in refused)}",
+            file=sys.stderr,
+        )
+        return exits.CONFIG
+    return exits.OK
+
+
 def _up(args: argparse.Namespace) -> int:
     from kpt_catalog.fleet.runner import CommandRunner  # the engine's side
 
@@ -208,6 +287,9 @@ def _up(args: argparse.Namespace) -> int:
             print(error, file=sys.stderr)
             return exits.CONFIG
         out.line(f"rollout {run_id}: catalog {snapshot.short} to {len(config.clusters)} cluster(s)")
+        gate = _gate(config, snapshot, args.approve or [], out)
+        if gate != exits.OK:
+            return gate
     runner = CommandRunner(root, root / "logs" / run_id, yes=args.yes)
     try:
         with fleet_lock(root / "lock", run_id) as stale:
@@ -249,12 +331,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     plan = commands.add_parser("plan", help="the waves and their clusters; offline")
     add_output_argument(plan)
+    diff = commands.add_parser("diff", help="every cluster's diff, grouped against the canary's")
+    diff.add_argument(
+        "--timeout", type=int, default=300, help="seconds each cluster's diff may take"
+    )
+    add_output_argument(diff)
     up = commands.add_parser("up", help="roll the catalog out, wave by wave")
     up.add_argument("--resume", nargs="?", const="", help="go on with the last (or RUN) rollout")
+    up.add_argument(
+        "--approve",
+        action="append",
+        metavar="CLUSTER",
+        help="deploy to CLUSTER although its changes are not the canary's (repeat for each)",
+    )
     up.add_argument(
         "--yes",
         action="store_true",
         help="required: the clusters' ups run unattended, so none can ask",
     )
     args = parser.parse_args(argv)
-    return _plan(args) if args.command == "plan" else _up(args)
+    if args.command == "plan":
+        return _plan(args)
+    return _diff(args) if args.command == "diff" else _up(args)

@@ -1,7 +1,8 @@
 """One catalog to two clusters through the real engine: two local control planes, one Pulumi
-backend, `kpt-catalog fleet up`. A catalog that fails on the canary touches nothing else and the
-canary is rolled back: destroyed when it never ran a good catalog, returned to its last good one
-when it did."""
+backend, `kpt-catalog fleet diff` and `fleet up`. A catalog that fails on the canary touches
+nothing else and the canary is rolled back: destroyed when it never ran a good catalog, returned
+to its last good one when it did. A cluster whose changes are not the canary's is named, and
+deployed only once approved."""
 
 from __future__ import annotations
 
@@ -25,10 +26,23 @@ from world.session import World
 pytestmark = pytest.mark.e2e
 
 # An object the API server refuses (a name that is no DNS subdomain): kpt's apply of the package
-# that holds it fails, on every cluster alike.
+# that holds it fails, on every cluster alike (and so does its diff, once the package is deployed).
 BAD_OBJECT = (
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n  namespace: headscale\n"
 )
+
+
+SERVICE_ADDRESS = "{.spec.type} {.status.loadBalancer.ingress[0].ip}"
+
+
+def _graph() -> list[dict[str, object]]:
+    """The journeys' graph, headscale's address awaited 20 s only: the catalog that breaks it
+    must fail fast."""
+    packages = journey_graph()
+    for package in packages:
+        if package["name"] == "headscale":
+            package["waitAfter"][0]["timeout"] = "20s"
+    return packages
 
 
 @dataclass
@@ -70,9 +84,9 @@ class Fleet:
         )
         return result
 
-    def fleet_up(self) -> subprocess.CompletedProcess[str]:
+    def fleet_up(self, *args: str) -> subprocess.CompletedProcess[str]:
         fleet = ["fleet", "--fleet", str(self.fleet_file)]
-        return self.run(str(ROOT / "kpt-catalog"), *fleet, "up", "--yes")
+        return self.run(str(ROOT / "kpt-catalog"), *fleet, "up", "--yes", *args)
 
     def inventories(self, letter: str) -> set[str]:
         """The kpt inventories in that cluster: which packages are deployed there."""
@@ -110,7 +124,7 @@ def fleet(
                 "kpt-catalog:kubeconfig": str(worlds[letter].kubeconfig),
                 "kpt-catalog:context": worlds[letter].context,
                 "kpt-catalog:catalogDir": str(catalog),
-                "kpt-catalog:packages": journey_graph(),
+                "kpt-catalog:packages": _graph(),
             }
             (ROOT / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": config}))
             for key, value in OAUTH.items():
@@ -155,30 +169,64 @@ def test_a_catalog_failing_on_the_canary_touches_nothing_else_and_the_canary_goe
     assert fleet.inventories("a") == {"kube-vip"}  # protected: only destroy-all removes it
     assert fleet.inventories("b") == set(), "the second cluster was touched"
     assert fleet.last_good() == {}
-    # 2. fixed: the canary, then the other wave
+    # 2. fixed: the canary, then the other wave. The canary kept kube-vip through its rollback,
+    # so the second cluster gets kube-vip's creates besides the canary's: fleet up names them
+    # and waits for that cluster's approval
     bad.unlink()
-    second = fleet.fleet_up()
+    held = fleet.fleet_up()
+    assert held.returncode == exits.CONFIG, held.stdout + held.stderr
+    assert "  + kube-vip: create apps/DaemonSet/kube-system/kube-vip-ds" in held.stdout
+    assert fleet.inventories("b") == set()
+    second = fleet.fleet_up(f"--approve={b}")
     assert second.returncode == exits.OK, second.stdout + second.stderr
     good = fleet.last_good()
     assert set(good) == {a, b} and good[a] == good[b]
     deployed = {"kube-vip", "cilium", "tailscale-operator", "headscale", "envoy-gateway"}
     assert fleet.inventories("a") == fleet.inventories("b") == deployed  # their ResourceGroups
-    # 3. the next catalog fails on the canary: it goes back to the last good catalog, and the
-    # second cluster keeps running that one, untouched
-    bad.write_text(BAD_OBJECT)
+    # 3. someone scaled headscale down on the second cluster: a new catalog would change more
+    # there than on the canary, so fleet diff names it and fleet up waits for its approval
+    scaled = fleet.run(
+        "kubectl", "--kubeconfig", str(fleet.worlds["b"].kubeconfig), "scale",
+        "deployment/headscale", "-n", "headscale", "--replicas=0",
+    )  # fmt: skip
+    assert scaled.returncode == 0, scaled.stderr
+    config = fleet.catalog / "mesh" / "headscale" / "config.yaml"
+    config.write_text(config.read_text().replace("0.0.0.0:8080", "0.0.0.0:8081"))
+    diff = fleet.run(str(ROOT / "kpt-catalog"), "fleet", "--fleet", str(fleet.fleet_file), "diff")
+    out = diff.stdout + diff.stderr
+    assert diff.returncode == exits.DIFFERS, out
+    assert f"1 cluster(s) ({a}): the canary's 1 change(s)" in out, out
+    assert f"1 cluster(s) ({b}) differ from the canary:" in out, out
+    assert (
+        "  + headscale: change apps/Deployment/headscale/headscale [-  replicas: 0; +  replicas: 1]"
+        in out
+    ), out
+    refused = fleet.fleet_up()
+    assert refused.returncode == exits.CONFIG, refused.stdout + refused.stderr
+    assert f"--approve {b}" in refused.stderr
+    approved = fleet.fleet_up(f"--approve={b}")
+    assert approved.returncode == exits.OK, approved.stdout + approved.stderr
+    good = fleet.last_good()
+    assert good[a] == good[b]
+    # 4. the next catalog breaks the canary in a way no diff can tell (headscale's Service gets
+    # no address): it goes back to its last good catalog, and the second cluster keeps running
+    # that one, untouched
+    service = fleet.catalog / "mesh" / "headscale" / "deployment.yaml"
+    service.write_text(service.read_text().replace("type: LoadBalancer", "type: ClusterIP"))
     third = fleet.fleet_up()
     out = third.stdout + third.stderr
     assert third.returncode == exits.FAILED, out
+    assert f"canary: {a}: FAILED: " in out, out
     assert f"canary: {a}: rolling back to catalog {good[a][:12]}" in out, out
     assert fleet.last_good() == good
     runs = sorted((fleet.work / ".fleet" / "runs").glob("*.jsonl"))
     events = [json.loads(line) for line in runs[-1].read_text().splitlines()]
     assert [e["cluster"] for e in events if e["event"] == "start"] == [a]
     assert [e["ok"] for e in events if e["event"] == "rolled-back"] == [True]
-    assert fleet.inventories("a") == fleet.inventories("b") == deployed
-    # nothing of the failed catalog is left on the canary
-    configmaps = fleet.run(
-        "kubectl", "--kubeconfig", str(fleet.worlds["a"].kubeconfig), "get", "configmaps",
-        "-n", "headscale", "-o", "name",
-    )  # fmt: skip
-    assert "Bad_Name" not in configmaps.stdout
+    for letter in ("a", "b"):  # both run the last good catalog: a LoadBalancer with its address
+        shown = fleet.run(
+            "kubectl", "--kubeconfig", str(fleet.worlds[letter].kubeconfig), "get", "service",
+            "headscale", "-n", "headscale", "-o", f"jsonpath={SERVICE_ADDRESS}",
+        )  # fmt: skip
+        kind, _, address = shown.stdout.partition(" ")
+        assert kind == "LoadBalancer" and address, shown.stdout + shown.stderr
