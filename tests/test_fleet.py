@@ -452,7 +452,7 @@ def test_a_change_of_other_values_is_another_change_set():
     assert fleet_diff.change_set(_diff_document(CHANGE)) != fleet_diff.change_set(
         _diff_document(other)
     )
-    kept = ("headscale", "keep", "Service/headscale/old", [])
+    kept: tuple[str, str, str, list[str]] = ("headscale", "keep", "Service/headscale/old", [])
     assert fleet_diff.change_set(_diff_document(CHANGE, kept)) == fleet_diff.change_set(
         _diff_document(CHANGE)
     )
