@@ -19,6 +19,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from components.config import ConfigError
 from components.config.files import ROLLOUT_VARIABLE
@@ -28,6 +29,21 @@ from kpt_catalog.fleet.snapshot import Snapshot
 from kpt_catalog.stackfile import ROOT, load_stack_config
 
 __all__ = ["CommandRunner"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (an exited child nobody reaped) is not running
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
 
 COMMAND = str(ROOT / "kpt-catalog")
 WRAPPER = ROOT / "kpt_catalog" / "pulumi-stack.sh"
@@ -53,21 +69,50 @@ class CommandRunner:
         }
 
     def _run(self, cluster: str, what: str, argv: Sequence[str], env: Mapping[str, str]) -> int:
+        """Run `argv` for the cluster, its output appended to the cluster's log. While it runs,
+        `.fleet/work/<cluster>.pid` names it: a rollout resumed after this one was killed waits
+        for it to end instead of starting a second engine on the same stack."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / f"{cluster}.log"
+        marker = self.fleet_dir / "work" / f"{cluster}.pid"
+        marker.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a", encoding="utf-8") as handle:
+            self._wait_for_earlier(marker, handle)
             handle.write(f"\n==== {time.strftime('%H:%M:%S')} {what}: {' '.join(argv)}\n")
             handle.flush()
-            done = subprocess.run(
+            process = subprocess.Popen(
                 list(argv),
                 cwd=ROOT,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
-                check=False,
+                # a session of its own: Ctrl-C on the rollout stops the rollout, never an up
+                # half-way (which would strand kpt); `--resume` waits for it
+                start_new_session=True,
             )
-        return done.returncode
+            marker.write_text(f"{process.pid}\n")
+            try:
+                return process.wait()
+            finally:
+                marker.unlink(missing_ok=True)
+
+    @staticmethod
+    def _wait_for_earlier(marker: Path, handle: IO[str]) -> None:
+        """Wait while a command an earlier (killed) rollout started for this cluster still runs:
+        a running up is never cancelled, and never doubled."""
+        try:
+            pid = int(marker.read_text().strip())
+        except (OSError, ValueError):
+            return
+        said = False
+        while _alive(pid):
+            if not said:
+                handle.write(f"==== waiting for pid {pid}, started by an earlier rollout\n")
+                handle.flush()
+                said = True
+            time.sleep(1)
+        marker.unlink(missing_ok=True)
 
     def _reason(self, cluster: str, code: int) -> str:
         """The last lines that say why, from the cluster's log."""

@@ -10,6 +10,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,3 +231,61 @@ def test_a_catalog_failing_on_the_canary_touches_nothing_else_and_the_canary_goe
         )  # fmt: skip
         kind, _, address = shown.stdout.partition(" ")
         assert kind == "LoadBalancer" and address, shown.stdout + shown.stderr
+
+
+def _journal_has(fleet: Fleet, event: str, cluster: str, timeout: float = 900) -> None:
+    """Wait until the newest rollout journal holds `event` for `cluster`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = sorted((fleet.work / ".fleet" / "runs").glob("*.jsonl"))
+        if runs:
+            for line in runs[-1].read_text().splitlines():
+                entry = json.loads(line) if line.endswith("}") else {}
+                if entry.get("event") == event and entry.get("cluster") == cluster:
+                    return
+        time.sleep(0.5)
+    raise AssertionError(f"no {event} of {cluster} in the journal after {timeout}s")
+
+
+def test_a_killed_rollout_resumes_without_deploying_again_and_a_silent_cluster_is_deferred(
+    fleet: Fleet,
+) -> None:
+    a, b = fleet.stacks["a"], fleet.stacks["b"]
+    command = [str(ROOT / "kpt-catalog"), "fleet", "--fleet", str(fleet.fleet_file), "up", "--yes"]
+    # 1. the orchestrator is killed while the second cluster's up runs
+    rollout = subprocess.Popen(
+        command, cwd=ROOT, env=fleet.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _journal_has(fleet, "start", b)
+    finally:
+        rollout.kill()
+        rollout.wait()
+    # 2. --resume waits for that up (never cancelled, never doubled) and does not deploy the
+    # canary again
+    resumed = fleet.fleet_up("--resume")
+    out = resumed.stdout + resumed.stderr
+    assert resumed.returncode == exits.OK, out
+    assert "1 cluster(s) finished" in out, out
+    runs = sorted((fleet.work / ".fleet" / "runs").glob("*.jsonl"))
+    assert len(runs) == 1  # the same rollout, gone on with
+    events = [json.loads(line) for line in runs[0].read_text().splitlines()]
+    assert [e["cluster"] for e in events if e["event"] == "start"] == [a, b, b]
+    assert [e["cluster"] for e in events if e["event"] == "result" and e["ok"]] == [a, b]
+    assert events[-1]["event"] == "end" and events[-1]["verdict"] == "done"
+    logs = (fleet.work / ".fleet" / "logs" / runs[0].stem / f"{b}.log").read_text()
+    assert "waiting for pid" in logs or logs.count("==== ") >= 3
+    # 3. the second cluster stops answering: the next rollout deploys the canary and defers it
+    world_b = fleet.worlds["b"]
+    assert world_b.control_plane is not None
+    world_b.control_plane.stop_process("kube-apiserver")
+    config = fleet.catalog / "mesh" / "headscale" / "config.yaml"
+    config.write_text(config.read_text().replace("0.0.0.0:8080", "0.0.0.0:8081"))
+    silent = fleet.fleet_up()
+    out = silent.stdout + silent.stderr
+    assert silent.returncode == exits.UNREACHABLE, out
+    assert f"{b}: could not be diffed (exit 3)" in out, out
+    assert "did not answer; deferred to the end" in out, out
+    assert f"{b}  " in out and "deferred" in out
+    good = fleet.last_good()
+    assert good[a] != good[b]  # the canary runs the new catalog; the silent one the last
