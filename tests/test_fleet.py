@@ -16,6 +16,7 @@ from components.config import ConfigError, load_with_lines
 from kpt_catalog import exits
 from kpt_catalog.fleet import command
 from kpt_catalog.fleet import diff as fleet_diff
+from kpt_catalog.fleet import status as fleet_status
 from kpt_catalog.fleet.config import load_fleet, parse_fleet
 from kpt_catalog.fleet.journal import FleetLockedError, Journal, fleet_lock, read_journal
 from kpt_catalog.fleet.rollout import Outcome, Rollout, finished_clusters
@@ -456,3 +457,73 @@ def test_a_change_of_other_values_is_another_change_set():
     assert fleet_diff.change_set(_diff_document(CHANGE, kept)) == fleet_diff.change_set(
         _diff_document(CHANGE)
     )
+
+
+# --- fleet status: cluster by package -----------------------------------------------------------
+
+
+def test_fleet_status_is_one_table_cluster_by_package(tmp_path: Path, capsys):
+    answers = {
+        "lab": (
+            (
+                0,
+                {
+                    "packages": [
+                        {"name": "cilium", "state": "healthy"},
+                        {"name": "headscale", "state": "healthy"},
+                    ]
+                },
+            ),
+            (
+                1,
+                _diff_document(CHANGE)
+                | {
+                    "packages": [
+                        {"name": "cilium", "state": "in-sync", "objects": []},
+                        {
+                            "name": "headscale",
+                            "state": "differs",
+                            "objects": _diff_document(CHANGE)["packages"][0]["objects"],
+                        },
+                    ]
+                },
+            ),
+        ),
+        "site-a": (
+            (
+                1,
+                {
+                    "packages": [
+                        {"name": "cilium", "state": "healthy"},
+                        {"name": "headscale", "state": "unhealthy"},
+                    ]
+                },
+            ),
+            (0, {"packages": []}),
+        ),
+        "site-b": ((3, {}), (3, {})),
+    }
+    asked: list[tuple[str, ...]] = []
+
+    def run(argv, rollout):
+        asked.append((*argv, rollout))
+        status, drift = answers[argv[2]]
+        return status if argv[0] == "status" else drift
+
+    (tmp_path / "work" / "lab").mkdir(parents=True)
+    (tmp_path / "work" / "lab" / "catalog.digest").write_text("abc\n")
+    statuses = [fleet_status.check_cluster(n, tmp_path / "work" / n, run) for n in answers]
+    fleet_status.render(statuses, ["cilium", "headscale"], print)
+
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert rows == [
+        ["CLUSTER", "cilium", "headscale"],
+        ["lab", "healthy", "drifted", "(1)"],
+        ["site-a", "healthy", "UNHEALTHY"],
+        ["site-b", "unreachable"],
+    ]
+    # lab is checked against what the fleet last put there; site-a against its own catalog
+    assert ("status", "--stack", "lab", str(tmp_path / "work" / "lab")) in asked
+    assert ("status", "--stack", "site-a", "") in asked
+    assert fleet_status.exit_code(statuses) == exits.UNREACHABLE
+    assert fleet_status.status_json(statuses)["site-a"]["packages"]["headscale"] == "UNHEALTHY"

@@ -2,6 +2,7 @@
 
     kpt-catalog fleet plan [-o json]        the waves and their clusters; offline
     kpt-catalog fleet diff [-o json]        every cluster's diff, grouped against the canary's
+    kpt-catalog fleet status [-o json]      one table: cluster by package
     kpt-catalog fleet up --yes [--approve CLUSTER] [--resume [RUN]]
                                             roll the catalog out, wave by wave
 
@@ -205,6 +206,28 @@ def _diff(args: argparse.Namespace) -> int:
     return code
 
 
+def _status(args: argparse.Namespace) -> int:
+    from kpt_catalog.fleet import status as fleet_status
+
+    out = Printer(args.output == "json")
+    try:
+        config = _load(args.fleet)
+        packages = [p.name for p in stackfile.load_stack_config(config.clusters[0].name).packages]
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        out.document(
+            "fleet status", {"stack": "", "problems": str(error).splitlines()}, exits.CONFIG
+        )
+        return exits.CONFIG
+    names = [c.name for c in config.clusters]
+    statuses = fleet_status.check_all(names, fleet_dir(args.fleet), config.max_concurrency)
+    fleet_status.render(statuses, packages, out.line)
+    code = fleet_status.exit_code(statuses)
+    body = {"stack": "", "problems": [], "clusters": fleet_status.status_json(statuses)}
+    out.document("fleet status", body, code)
+    return code
+
+
 def _gate(config: FleetConfig, snapshot: Snapshot, approved: Sequence[str], out: Printer) -> int:
     """Before a rollout: every cluster's change set is the canary's, or approved by name."""
     canary = plan_waves(config)[0].clusters[0].name
@@ -336,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--timeout", type=int, default=300, help="seconds each cluster's diff may take"
     )
     add_output_argument(diff)
+    status = commands.add_parser("status", help="one table: cluster by package")
+    add_output_argument(status)
     up = commands.add_parser("up", help="roll the catalog out, wave by wave")
     up.add_argument("--resume", nargs="?", const="", help="go on with the last (or RUN) rollout")
     up.add_argument(
@@ -350,6 +375,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="required: the clusters' ups run unattended, so none can ask",
     )
     args = parser.parse_args(argv)
-    if args.command == "plan":
-        return _plan(args)
-    return _diff(args) if args.command == "diff" else _up(args)
+    chosen = {"plan": _plan, "diff": _diff, "status": _status, "up": _up}
+    return chosen[args.command](args)

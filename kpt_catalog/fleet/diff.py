@@ -32,6 +32,7 @@ __all__ = [
     "group_clusters",
     "render",
     "run_diff",
+    "run_json",
     "totals",
     "unapproved",
 ]
@@ -197,3 +198,23 @@ def unapproved(groups: Sequence[Group], approved: Sequence[str]) -> list[str]:
         for name in group.clusters
         if name not in approved
     ]
+
+
+def run_json(argv: Sequence[str], rollout: str) -> tuple[int, dict[str, Any]]:
+    """A `kpt-catalog ... --output json` run: its exit status and document ({} when none)."""
+    env = {**os.environ, "NO_COLOR": "1"}
+    if rollout:
+        env[ROLLOUT_VARIABLE] = rollout
+    done = subprocess.run(
+        [str(ROOT / "kpt-catalog"), *argv, "--output", "json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        document = json.loads(done.stdout) if done.stdout.strip() else {}
+    except ValueError:
+        document = {}
+    return done.returncode, document if isinstance(document, dict) else {}

@@ -275,6 +275,17 @@ def test_a_killed_rollout_resumes_without_deploying_again_and_a_silent_cluster_i
     assert events[-1]["event"] == "end" and events[-1]["verdict"] == "done"
     logs = (fleet.work / ".fleet" / "logs" / runs[0].stem / f"{b}.log").read_text()
     assert "waiting for pid" in logs or logs.count("==== ") >= 3
+    status = fleet.run(
+        str(ROOT / "kpt-catalog"), "fleet", "--fleet", str(fleet.fleet_file), "status"
+    )
+    assert status.returncode == exits.OK, status.stdout + status.stderr
+    rows = [
+        line.split()
+        for line in status.stdout.splitlines()
+        if line.startswith(("fleet-", "CLUSTER"))
+    ]
+    assert rows[0][0] == "CLUSTER" and len(rows[0]) == 6  # a column per package
+    assert rows[1:] == [[a, *["healthy"] * 5], [b, *["healthy"] * 5]]
     # 3. the second cluster stops answering: the next rollout deploys the canary and defers it
     world_b = fleet.worlds["b"]
     assert world_b.control_plane is not None
@@ -289,3 +300,8 @@ def test_a_killed_rollout_resumes_without_deploying_again_and_a_silent_cluster_i
     assert f"{b}  " in out and "deferred" in out
     good = fleet.last_good()
     assert good[a] != good[b]  # the canary runs the new catalog; the silent one the last
+    status = fleet.run(
+        str(ROOT / "kpt-catalog"), "fleet", "--fleet", str(fleet.fleet_file), "status"
+    )
+    assert status.returncode == exits.UNREACHABLE, status.stdout + status.stderr
+    assert [b, "unreachable"] in [line.split() for line in status.stdout.splitlines()]
