@@ -3,6 +3,8 @@
     kpt-catalog fleet plan [-o json]        the waves and their clusters; offline
     kpt-catalog fleet diff [-o json]        every cluster's diff, grouped against the canary's
     kpt-catalog fleet status [-o json]      one table: cluster by package
+    kpt-catalog fleet export --operator --repo URL
+                                            the waves as Pulumi Kubernetes Operator Stacks
     kpt-catalog fleet up --yes [--approve CLUSTER] [--resume [RUN]]
                                             roll the catalog out, wave by wave
 
@@ -228,6 +230,26 @@ def _status(args: argparse.Namespace) -> int:
     return code
 
 
+def _export(args: argparse.Namespace) -> int:
+    from kpt_catalog.fleet.export import operator_stacks, render_stacks
+
+    try:
+        config = _load(args.fleet)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return exits.CONFIG
+    stacks = operator_stacks(
+        plan_waves(config),
+        repository=args.repo,
+        branch=args.branch,
+        namespace=args.namespace,
+        backend=args.backend or "",
+        passphrase_secret=args.passphrase_secret or "",
+    )
+    sys.stdout.write(render_stacks(stacks))
+    return exits.OK
+
+
 def _gate(config: FleetConfig, snapshot: Snapshot, approved: Sequence[str], out: Printer) -> int:
     """Before a rollout: every cluster's change set is the canary's, or approved by name."""
     canary = plan_waves(config)[0].clusters[0].name
@@ -359,6 +381,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--timeout", type=int, default=300, help="seconds each cluster's diff may take"
     )
     add_output_argument(diff)
+    export = commands.add_parser(
+        "export", help="the waves as Pulumi Kubernetes Operator Stack objects (--operator)"
+    )
+    export.add_argument("--operator", action="store_true", required=True, help="Stack objects")
+    export.add_argument("--repo", required=True, help="this project's git repository URL")
+    export.add_argument("--branch", default="main", help="the branch the operator deploys")
+    export.add_argument("--namespace", default="pulumi-operator", help="where the Stacks go")
+    export.add_argument("--backend", help="the Pulumi backend URL the stacks' state is in")
+    export.add_argument(
+        "--passphrase-secret", help="a Secret (key `passphrase`) holding the stacks' passphrase"
+    )
     status = commands.add_parser("status", help="one table: cluster by package")
     add_output_argument(status)
     up = commands.add_parser("up", help="roll the catalog out, wave by wave")
@@ -375,5 +408,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="required: the clusters' ups run unattended, so none can ask",
     )
     args = parser.parse_args(argv)
-    chosen = {"plan": _plan, "diff": _diff, "status": _status, "up": _up}
+    chosen = {"plan": _plan, "diff": _diff, "status": _status, "up": _up, "export": _export}
     return chosen[args.command](args)
