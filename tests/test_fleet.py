@@ -151,6 +151,9 @@ class Clusters:
         self.calls.append(("health", cluster, ""))
         return Outcome(cluster not in self.unhealthy, "headscale: UNHEALTHY")
 
+    def mark_good(self, cluster: str, digest: str) -> None:
+        self.calls.append(("mark", cluster, digest[:11]))
+
     def destroy(self, cluster: str) -> Outcome:
         self.calls.append(("destroy", cluster, ""))
         return Outcome(True)
@@ -201,6 +204,7 @@ def test_a_good_rollout_deploys_every_cluster_wave_by_wave(tmp_path: Path):
     assert clusters.did("health") and len(clusters.did("health")) == 5
     last_good = json.loads((root / "last-good.json").read_text())
     assert set(last_good) == {"lab", "east-1", "east-2", "west-1", "west-2"}
+    assert sorted(clusters.did("mark")) == sorted(last_good)  # each stack tagged too
 
 
 def test_a_failed_canary_touches_nothing_else_and_is_rolled_back(tmp_path: Path):
@@ -212,7 +216,11 @@ def test_a_failed_canary_touches_nothing_else_and_is_rolled_back(tmp_path: Path)
 
     assert result.verdict == "rolled back"
     # the canary's up, then its up from the last good catalog; no other cluster is touched
-    assert clusters.calls == [("up", "lab", "new-catalog"), ("up", "lab", "old-catalog")]
+    assert clusters.calls == [
+        ("up", "lab", "new-catalog"),
+        ("up", "lab", "old-catalog"),
+        ("mark", "lab", "old-catalog"),  # its stack says again which catalog it runs well
+    ]
     assert result.clusters["lab"].state == "rolled back"
     assert {result.clusters[n].state for n in ("east-1", "west-2")} == {"pending"}
     events = [e["event"] for e in read_journal(root / "runs" / "run-1.jsonl")]
@@ -244,7 +252,7 @@ def test_one_failure_within_the_budget_goes_on(tmp_path: Path):
 
     result = rollout.run()
 
-    assert result.verdict == "done"
+    assert result.verdict == "done, with failures"  # never silent, though the rollout went on
     assert set(clusters.did("up")) == {"lab", "east-1", "east-2", "west-1", "west-2"}
     assert clusters.did("destroy") == []
     assert result.clusters["east-2"].state == "failed"

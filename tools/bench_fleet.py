@@ -60,6 +60,9 @@ class _StandIn:
         time.sleep(HEALTH_SECONDS)
         return Outcome(True)
 
+    def mark_good(self, cluster: str, digest: str) -> None:
+        """Nothing to record on a stand-in."""
+
     def destroy(self, cluster: str) -> Outcome:
         return Outcome(True)
 

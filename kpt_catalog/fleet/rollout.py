@@ -64,6 +64,9 @@ class Runner(Protocol):
     def destroy(self, cluster: str) -> Outcome:
         """Roll the cluster's catalog back entirely."""
 
+    def mark_good(self, cluster: str, digest: str) -> None:
+        """Record on the cluster's stack that it now runs the catalog `digest` well."""
+
 
 @dataclass
 class ClusterRun:
@@ -82,7 +85,7 @@ class RolloutResult:
     """How the rollout ended."""
 
     verdict: str
-    """done, paused, rolled back, deferred."""
+    """done, done with failures (within their budgets), paused, rolled back, deferred."""
     clusters: dict[str, ClusterRun] = field(default_factory=dict)
 
 
@@ -180,6 +183,7 @@ class Rollout:
             with self._lock:
                 self.last_good[name] = self.snapshot.digest
                 save_last_good(self.last_good_file, self.last_good)
+            self.runner.mark_good(name, self.snapshot.digest)
             run.state = "good"
             self.say(f"{run.wave}: {name}: good ({run.seconds:.0f}s)")
         else:
@@ -245,6 +249,8 @@ class Rollout:
                     else:
                         self.last_good.pop(name, None)
                     save_last_good(self.last_good_file, self.last_good)
+            if outcome.ok and prior:
+                self.runner.mark_good(name, prior)
             run.state = "rolled back" if outcome.ok else "rollback failed"
             run.reason = outcome.reason or run.reason
 
@@ -270,6 +276,8 @@ class Rollout:
                 self.journal.write("end", verdict="stopped")
                 return RolloutResult("rolled back", self.clusters)
         left = [n for n, r in self.clusters.items() if r.state == "deferred"]
-        verdict = "deferred" if left else "done"
+        failed = [n for n, r in self.clusters.items() if r.state in ("failed", "rollback failed")]
+        # a failure within its wave's budget lets the rollout go on, but is never silent
+        verdict = "done, with failures" if failed else "deferred" if left else "done"
         self.journal.write("end", verdict=verdict)
         return RolloutResult(verdict, self.clusters)

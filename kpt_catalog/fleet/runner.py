@@ -46,6 +46,8 @@ def _alive(pid: int) -> bool:
 
 
 COMMAND = str(ROOT / "kpt-catalog")
+TAG = "kpt-catalog:catalog"
+"""The stack tag naming the digest of the catalog the cluster last ran well."""
 WRAPPER = ROOT / "kpt_catalog" / "pulumi-stack.sh"
 
 
@@ -181,6 +183,14 @@ class CommandRunner:
             return ""
         bad = [p for p in document.get("packages", []) if p.get("state") != "healthy"]
         return "; ".join(f"{p['name']}: {p['verdict']}" for p in bad)
+
+    def mark_good(self, cluster: str, digest: str) -> None:
+        """The stack tag `kpt-catalog:catalog`: the digest of the catalog the cluster runs well
+        (`pulumi stack tag get kpt-catalog:catalog --stack <cluster>`); a failure to set it is
+        logged, the rollout goes on (`.fleet/last-good.json` holds the same)."""
+        argv = ["sh", str(WRAPPER), "stack", "tag", "set", TAG, digest]
+        env = {**os.environ, "STACK": cluster, "KPT_CATALOG_SELECT": "no"}
+        self._run(cluster, "tag", argv, env)
 
     def destroy(self, cluster: str) -> Outcome:
         argv = [COMMAND, "destroy", "--stack", cluster, *(["--yes"] if self.yes else [])]

@@ -182,6 +182,9 @@ def test_a_catalog_failing_on_the_canary_touches_nothing_else_and_the_canary_goe
     assert second.returncode == exits.OK, second.stdout + second.stderr
     good = fleet.last_good()
     assert set(good) == {a, b} and good[a] == good[b]
+    for stack in (a, b):  # each stack says which catalog it runs well
+        tag = fleet.run("pulumi", "stack", "tag", "get", "kpt-catalog:catalog", "--stack", stack)
+        assert tag.stdout.strip() == good[a], tag.stdout + tag.stderr
     deployed = {"kube-vip", "cilium", "tailscale-operator", "headscale", "envoy-gateway"}
     assert fleet.inventories("a") == fleet.inventories("b") == deployed  # their ResourceGroups
     # 3. someone scaled headscale down on the second cluster: a new catalog would change more
