@@ -7,19 +7,22 @@ deployed only once approved."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from kpt_catalog import exits
-from tests.e2e.journey import OAUTH, journey_graph
+from tests.e2e.journey import FAULTS_BIN, OAUTH, journey_graph
 from tests.harness import EXAMPLE_CATALOG, ROOT
 from world.binaries import Binaries
 from world.session import World
@@ -60,10 +63,35 @@ class Fleet:
         return self.work / "fleet.yaml"
 
     def env(self) -> dict[str, str]:
-        env = self.worlds["a"].env()  # its backend, passphrase and plugins serve both stacks
+        env = self.worlds["a"].env()  # its backend, passphrase and plugins serve every stack
         env["XDG_STATE_HOME"] = str(self.work / "state")
+        env["PATH"] = os.pathsep.join([str(FAULTS_BIN), env["PATH"]])
+        env["KPT_CATALOG_FAULTS"] = str(self.work / "faults")
         env.pop("KUBECONFIG", None)  # each stack names its own
         return env
+
+    def refuse_apply_on(self, *letters: str) -> None:
+        """The next real `kpt live apply` on each of these clusters is refused (once each)."""
+        rules = [
+            {
+                "match": ["live", "apply", str(self.worlds[letter].kubeconfig)],
+                "unless": ["--dry-run"],
+                "action": "refuse",
+                "times": 1,
+            }
+            for letter in letters
+        ]
+        (self.work / "faults" / "kpt.json").write_text(json.dumps(rules))
+
+    def listen_port(self, letter: str) -> str:
+        """headscale's listen port on that cluster, from its ConfigMap."""
+        shown = self.run(
+            "kubectl", "--kubeconfig", str(self.worlds[letter].kubeconfig), "get", "configmap",
+            "headscale-config", "-n", "headscale", "-o", "jsonpath={.data.config\\.yaml}",
+        )  # fmt: skip
+        found = re.search(r"^listen_addr: 0\.0\.0\.0:(\d+)$", shown.stdout, re.MULTILINE)
+        assert found, shown.stdout + shown.stderr
+        return found.group(1)
 
     def run(
         self, *argv: str, stdin: str | None = None, stack: str = ""
@@ -106,20 +134,26 @@ class Fleet:
         return json.loads(path.read_text()) if path.exists() else {}
 
 
-@pytest.fixture
-def fleet(
-    tmp_path: Path, world_binaries: Binaries, request: pytest.FixtureRequest
+def _open_fleet(
+    tmp_path: Path,
+    world_binaries: Binaries,
+    request: pytest.FixtureRequest,
+    letters: Sequence[str],
+    rules: Mapping[str, object],
 ) -> Iterator[Fleet]:
+    """A control plane and a stack per letter (the first the canary), one backend, fleet.yaml
+    with `rules` (the waves: ring=main after the canary)."""
     catalog = tmp_path / "catalog"
     shutil.copytree(EXAMPLE_CATALOG, catalog)
     tag = secrets.token_hex(3)
     worlds: dict[str, World] = {}
-    stacks = {letter: f"fleet-{tag}-{letter}" for letter in ("a", "b")}
+    stacks = {letter: f"fleet-{tag}-{letter}" for letter in letters}
     made = Fleet(tmp_path, catalog, worlds, stacks, [])
+    (tmp_path / "faults").mkdir()
     try:
-        for letter in ("a", "b"):
+        for letter in letters:
             worlds[letter] = World(tmp_path / f"world-{letter}", binaries=world_binaries).start()
-        worlds["b"].passphrase = worlds["a"].passphrase
+            worlds[letter].passphrase = worlds[letters[0]].passphrase
         for letter, stack in stacks.items():
             config = {
                 "kpt-catalog:kubeconfig": str(worlds[letter].kubeconfig),
@@ -136,12 +170,12 @@ def fleet(
                 assert stored.returncode == 0, stored.stderr
         fleet_yaml = {
             "clusters": [
-                {"name": stacks["a"], "labels": {"ring": "canary"}},
-                {"name": stacks["b"], "labels": {"ring": "main"}},
+                {"name": stack, "labels": {"ring": "canary" if letter == letters[0] else "main"}}
+                for letter, stack in stacks.items()
             ],
             "canary": {"selector": {"ring": "canary"}},
             "waves": {"by": "label", "label": "ring"},
-            "onFailure": "rollbackFailed",
+            **rules,
         }
         made.fleet_file.write_text(yaml.safe_dump(fleet_yaml, sort_keys=False))
         yield made
@@ -153,6 +187,24 @@ def fleet(
             world.stop()
         for stack in stacks.values():
             (ROOT / f"Pulumi.{stack}.yaml").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def fleet(
+    tmp_path: Path, world_binaries: Binaries, request: pytest.FixtureRequest
+) -> Iterator[Fleet]:
+    yield from _open_fleet(
+        tmp_path, world_binaries, request, ("a", "b"), {"onFailure": "rollbackFailed"}
+    )
+
+
+@pytest.fixture
+def fleet_of_four(
+    tmp_path: Path, world_binaries: Binaries, request: pytest.FixtureRequest
+) -> Iterator[Fleet]:
+    """Four control planes at once: a canary, then a wave of three that may lose one."""
+    rules = {"maxFailures": 1, "maxConcurrency": 1, "onFailure": "rollbackWave"}
+    yield from _open_fleet(tmp_path, world_binaries, request, ("a", "b", "c", "d"), rules)
 
 
 def test_a_catalog_failing_on_the_canary_touches_nothing_else_and_the_canary_goes_back(
@@ -308,3 +360,57 @@ def test_a_killed_rollout_resumes_without_deploying_again_and_a_silent_cluster_i
     )
     assert status.returncode == exits.UNREACHABLE, status.stdout + status.stderr
     assert [b, "unreachable"] in [line.split() for line in status.stdout.splitlines()]
+
+
+def _listen(fleet: Fleet, port: int) -> None:
+    """A new catalog: headscale listens on another port."""
+    config = fleet.catalog / "mesh" / "headscale" / "config.yaml"
+    text = config.read_text()
+    current = text.split("listen_addr: 0.0.0.0:")[1].split()[0]
+    config.write_text(
+        text.replace(f"listen_addr: 0.0.0.0:{current}", f"listen_addr: 0.0.0.0:{port}")
+    )
+
+
+def _run_events(fleet: Fleet) -> list[dict[str, Any]]:
+    runs = sorted((fleet.work / ".fleet" / "runs").glob("*.jsonl"))
+    return [json.loads(line) for line in runs[-1].read_text().splitlines()]
+
+
+def test_a_failure_within_budget_goes_on_and_over_budget_the_wave_goes_back(
+    fleet_of_four: Fleet,
+) -> None:
+    fleet = fleet_of_four
+    a, b, c, d = (fleet.stacks[x] for x in "abcd")
+    first = fleet.fleet_up()
+    assert first.returncode == exits.OK, first.stdout + first.stderr
+    v1 = fleet.last_good()[a]
+    # 1. one cluster of the wave fails: within the budget of one, the wave goes on; the rollout
+    # ends with exit 4, naming it
+    _listen(fleet, 8081)
+    fleet.refuse_apply_on("b")
+    second = fleet.fleet_up()
+    out = second.stdout + second.stderr
+    assert second.returncode == exits.FAILED, out
+    assert "done, with failures" in out, out
+    v2 = fleet.last_good()[a]
+    assert fleet.last_good() == {a: v2, b: v1, c: v2, d: v2}
+    assert [fleet.listen_port(x) for x in "abcd"] == ["8081", "8080", "8081", "8081"]
+    # 2. two fail: over the budget, no other cluster of the wave starts and the wave's clusters
+    # that ran go back to their last good catalogs (b, still on the first one, must be approved:
+    # it would get more changes than the canary)
+    _listen(fleet, 8082)
+    fleet.refuse_apply_on("b", "c")
+    third = fleet.fleet_up(f"--approve={b}")
+    out = third.stdout + third.stderr
+    assert third.returncode == exits.FAILED, out
+    events = _run_events(fleet)
+    over = next(e for e in events if e["event"] == "over-budget")
+    assert sorted(over["failed"]) == sorted([b, c]) and over["policy"] == "rollbackWave"
+    assert d not in [e.get("cluster") for e in events if e["event"] == "start"]
+    assert sorted(
+        e["cluster"] for e in events if e["event"] == "rolled-back" and e["ok"]
+    ) == sorted([b, c])
+    v3 = fleet.last_good()[a]
+    assert fleet.last_good() == {a: v3, b: v1, c: v2, d: v2}
+    assert [fleet.listen_port(x) for x in "abcd"] == ["8082", "8080", "8081", "8081"]
