@@ -123,17 +123,7 @@ def locate(problems: Iterable[str], sources: Sequence[object]) -> list[str]:
             continue
         entry = sources[index]
         where = []
-        line = sources.item_lines[index] if isinstance(sources, LocatedList) else 0
-        node: object = entry
-        for name, position in _PATH_PART.findall(match.group(2)):
-            if isinstance(node, Located) and name:
-                line = node.key_lines.get(name, line)
-                node = node.get(name)
-            elif isinstance(node, LocatedList) and position and int(position) < len(node):
-                line = node.item_lines[int(position)]
-                node = node[int(position)]
-            else:
-                break
+        line = line_of(sources, f"[{index}]{match.group(2)}")
         source = sources.source if isinstance(sources, LocatedList) else ""
         if source and line:
             where.append(f"{source} line {line}")

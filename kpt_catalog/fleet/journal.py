@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FleetLockedError", "Journal", "fleet_lock", "latest_run", "read_journal"]
+__all__ = [
+    "FleetLockedError",
+    "Journal",
+    "fleet_lock",
+    "latest_run",
+    "process_alive",
+    "read_journal",
+]
 
 
 class FleetLockedError(RuntimeError):
@@ -58,14 +65,18 @@ def latest_run(runs: Path) -> Path | None:
     return journals[-1] if journals else None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, exited and not reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill(0) said it exists
 
 
 @contextlib.contextmanager
@@ -86,7 +97,7 @@ def fleet_lock(path: Path, run_id: str) -> Iterator[Mapping[str, Any]]:
                 holder = {}
             same_host = holder.get("host") == mine["host"]
             pid = holder.get("pid")
-            if same_host and isinstance(pid, int) and not _alive(pid):
+            if same_host and isinstance(pid, int) and not process_alive(pid):
                 stale = holder
                 path.unlink(missing_ok=True)
                 continue

@@ -24,25 +24,12 @@ from typing import IO
 from components.config import ConfigError
 from components.config.files import ROLLOUT_VARIABLE
 from kpt_catalog import clusterops, exits
+from kpt_catalog.fleet.journal import process_alive
 from kpt_catalog.fleet.rollout import Outcome
 from kpt_catalog.fleet.snapshot import Snapshot
 from kpt_catalog.stackfile import ROOT, load_stack_config
 
 __all__ = ["CommandRunner"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (an exited child nobody reaped) is not running
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 COMMAND = str(ROOT / "kpt-catalog")
@@ -108,7 +95,7 @@ class CommandRunner:
         except (OSError, ValueError):
             return
         said = False
-        while _alive(pid):
+        while process_alive(pid):
             if not said:
                 handle.write(f"==== waiting for pid {pid}, started by an earlier rollout\n")
                 handle.flush()
