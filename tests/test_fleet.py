@@ -169,7 +169,9 @@ def _store(tmp_path: Path, digest: str) -> Snapshot:
     return Snapshot(digest, root)
 
 
-def _rollout(tmp_path: Path, clusters: Clusters, config=None, *, last_good=None, finished=None):
+def _rollout(
+    tmp_path: Path, clusters: Clusters, config=None, *, last_good=None, finished=None, before=None
+):
     config = config or _fleet()
     root = tmp_path / "fleet"
     new = _store(tmp_path, "new-catalog" + "0" * 52)
@@ -186,6 +188,7 @@ def _rollout(tmp_path: Path, clusters: Clusters, config=None, *, last_good=None,
         last_good=last_good or {},
         last_good_file=root / "last-good.json",
         finished=finished,
+        before=before,
         say=lambda line: None,
     )
     return rollout, root
@@ -340,6 +343,28 @@ def test_a_rollout_killed_mid_wave_resumes_without_deploying_a_cluster_twice(tmp
     assert sorted(again.did("up")) == ["east-2", "west-1", "west-2"]  # none of them twice
     every = [c for kind, c, _ in clusters.calls + again.calls if kind == "up"]
     assert every.count("lab") == 1 and every.count("east-1") == 1
+
+
+def test_a_resumed_rollout_sends_the_wave_back_to_the_catalogs_before_it_began(tmp_path: Path):
+    old, new = "old-catalog" + "0" * 52, "new-catalog" + "0" * 52
+    _store(tmp_path, old)
+    clusters = Clusters(failing={"east-2"})
+    # the killed run deployed lab and east-1 well: the file says so, its journal what was before
+    rollout, _ = _rollout(
+        tmp_path,
+        clusters,
+        _fleet(onFailure="rollbackWave"),
+        last_good={"lab": new, "east-1": new, "east-2": old},
+        finished={"lab": "good", "east-1": "good"},
+        before={"lab": old, "east-1": old, "east-2": old},
+    )
+
+    result = rollout.run()
+
+    assert result.verdict == "rolled back"
+    assert clusters.did("up")[0] == "east-2"
+    back = sorted(c for kind, c, short in clusters.calls if kind == "up" and short == "old-catalog")
+    assert back == ["east-1", "east-2"]  # east-1 too, though it finished before the kill
 
 
 def test_two_rollouts_never_run_at_once(tmp_path: Path):

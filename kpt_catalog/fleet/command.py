@@ -123,9 +123,11 @@ def run_rollout(
     root: Path,
     run_id: str,
     finished: dict[str, str] | None = None,
+    before: dict[str, str] | None = None,
     out: Printer | None = None,
 ) -> RolloutResult:
-    """One rollout (or the rest of one) under the fleet lock, journalled in `root/runs`."""
+    """One rollout (or the rest of one: `finished` and `before`, each cluster's last good catalog
+    when it began, from its journal) under the fleet lock, journalled in `root/runs`."""
     out = out or Printer()
     last_good_file = root / "last-good.json"
     last_good = json.loads(last_good_file.read_text()) if last_good_file.exists() else {}
@@ -149,6 +151,7 @@ def run_rollout(
             last_good=last_good,
             last_good_file=last_good_file,
             finished=finished,
+            before=before,
             say=out.line,
         )
         return rollout.run()
@@ -292,6 +295,7 @@ def _up(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return exits.CONFIG
     finished: dict[str, str] | None = None
+    before: dict[str, str] | None = None
     waves = plan_waves(config)
     if args.resume is not None:
         journal_path = (
@@ -320,6 +324,7 @@ def _up(args: argparse.Namespace) -> int:
             for w, names in zip(waves, start["waves"], strict=False)
         ]
         finished = finished_clusters(events)
+        before = dict(start.get("lastGood") or {})
         out.line(
             f"resuming rollout {run_id} (catalog {snapshot.short}): "
             f"{len(finished)} cluster(s) finished"
@@ -352,6 +357,7 @@ def _up(args: argparse.Namespace) -> int:
                 root=root,
                 run_id=run_id,
                 finished=finished,
+                before=before,
                 out=out,
             )
     except FleetLockedError as error:

@@ -127,6 +127,7 @@ class Rollout:
         last_good: Mapping[str, str],
         last_good_file: Path,
         finished: Mapping[str, str] | None = None,
+        before: Mapping[str, str] | None = None,
         say: Callable[[str], None] = print,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -136,8 +137,10 @@ class Rollout:
         self.journal = journal
         self.snapshot = snapshot
         self.store = store
-        self.before = dict(last_good)
-        """Each cluster's last good catalog when the rollout began: what a rollback returns to."""
+        self.before = dict(last_good if before is None else before)
+        """Each cluster's last good catalog when the rollout began (a resumed one: as its
+        journal recorded it, since the killed run updated `last_good`): what a rollback
+        returns to."""
         self.last_good = dict(last_good)
         self.last_good_file = last_good_file
         self.finished = dict(finished or {})
