@@ -11,7 +11,6 @@ catalog directory exists) and never overwrites a stack file.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,9 +21,6 @@ from components.config import ConfigError
 from kpt_catalog import clusterops, exits, stackfile
 
 __all__ = ["main", "stack_file_text"]
-
-# Pulumi's rule for a stack name (pkg/backend/diy: stackNameRE is [a-zA-Z0-9-_.]).
-_STACK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 def stack_file_text(name: str, kubeconfig: str, context: str, catalog_dir: str | None) -> str:
@@ -47,7 +43,7 @@ def stack_file_text(name: str, kubeconfig: str, context: str, catalog_dir: str |
 
 def _init(args: argparse.Namespace) -> int:
     name = args.name
-    if not _STACK_NAME.fullmatch(name):
+    if not stackfile.STACK_NAME.fullmatch(name):
         print(
             f"stack init: {name!r} is not a stack name: letters, digits, '-', '_' and '.'",
             file=sys.stderr,

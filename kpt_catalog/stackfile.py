@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from components.config.files import ROLLOUT_VARIABLE
 
 __all__ = [
     "ROOT",
+    "STACK_NAME",
     "check_package",
     "load_stack_catalog",
     "load_stack_config",
@@ -37,6 +39,8 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
+STACK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+"""Pulumi's rule for a stack name (pkg/backend/diy: [a-zA-Z0-9-_.]), led by a letter or digit."""
 NAMESPACE = "kpt-catalog:"
 
 

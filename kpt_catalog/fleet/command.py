@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from components.config import ConfigError
+from components.config import ConfigError, parse_config
 from kpt_catalog import exits, stackfile
 from kpt_catalog.fleet import diff as fleet_diff
 from kpt_catalog.fleet.config import FLEET_FILE, FleetConfig, load_fleet
@@ -96,7 +96,7 @@ def _plan(args: argparse.Namespace) -> int:
 def _snapshot_of(stack: str, root: Path) -> Snapshot:
     """The catalog and graph `stack` deploys today, stored: what the rollout takes everywhere."""
     values, _ = stackfile.stack_config_values(stack)
-    config = stackfile.load_stack_config(stack)
+    config = parse_config(values, stack=stack, base_dir=stackfile.ROOT, kubeconfig_required=False)
     packages = json.loads(json.dumps(values.get("packages")))  # plain lists and dicts
     graph = yaml.safe_dump({"packages": packages}, sort_keys=False).encode()
     return snapshot_catalog(Path(config.catalog_dir), graph, root / "catalogs")

@@ -34,6 +34,7 @@ import yaml
 from components.config import ConfigError, load_with_lines, yaml_error_text
 from components.config.located import locate_in
 from components.config.problems import Problems
+from kpt_catalog.stackfile import STACK_NAME
 
 __all__ = [
     "FLEET_FILE",
@@ -63,8 +64,6 @@ _KEYS = frozenset(
 _CLUSTER_KEYS = frozenset({"name", "labels"})
 _CANARY_KEYS = frozenset({"selector", "count"})
 _WAVE_KEYS = frozenset({"by", "label", "size", "start"})
-# Pulumi's rule for a stack name (pkg/backend/diy: [a-zA-Z0-9-_.]).
-_STACK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _PERCENT = re.compile(r"^(\d{1,3})%$")
 
 
@@ -156,7 +155,7 @@ def parse_fleet(document: object) -> FleetConfig:
             continue
         problems.unknown_keys(key, raw, _CLUSTER_KEYS)
         name = problems.string(f"{key}.name", raw.get("name"), required=True)
-        if name and not _STACK_NAME.fullmatch(name):
+        if name and not STACK_NAME.fullmatch(name):
             problems.add(f"{key}.name", f"{name!r} is not a stack name (letters, digits, -_.)")
         elif name in seen:
             problems.add(f"{key}.name", f"{name!r} is also clusters[{seen[name]}]")

@@ -115,24 +115,18 @@ def totals(diffs: Sequence[ClusterDiff]) -> dict[str, int]:
 
 def run_diff(cluster: str, snapshot: Snapshot, timeout_seconds: int) -> ClusterDiff:
     """`kpt-catalog diff --stack <cluster> --output json` of the stored catalog."""
-    argv = [str(ROOT / "kpt-catalog"), "diff", "--stack", cluster, "--output", "json"]
-    argv += ["--timeout", f"{timeout_seconds}s"]
-    env = {**os.environ, ROLLOUT_VARIABLE: str(snapshot.root), "NO_COLOR": "1"}
-    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    try:
-        document = json.loads(done.stdout) if done.stdout.strip() else {}
-    except ValueError:
-        document = {}
-    if done.returncode in (exits.OK, exits.DIFFERS):
-        return ClusterDiff(cluster, done.returncode, document)
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    problems = list(document.get("problems") or lines[-1:] or [f"exit {done.returncode}"])
+    argv = ["diff", "--stack", cluster, "--timeout", f"{timeout_seconds}s"]
+    code, document, stderr = _command(argv, str(snapshot.root))
+    if code in (exits.OK, exits.DIFFERS):
+        return ClusterDiff(cluster, code, document)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    problems = list(document.get("problems") or lines[-1:] or [f"exit {code}"])
     problems += [
         f"{p.get('name')}: {p.get('error')}"
         for p in document.get("packages") or []
         if p.get("error")
     ]
-    return ClusterDiff(cluster, done.returncode, document, "; ".join(problems))
+    return ClusterDiff(cluster, code, document, "; ".join(problems))
 
 
 def diff_clusters(
@@ -200,8 +194,9 @@ def unapproved(groups: Sequence[Group], approved: Sequence[str]) -> list[str]:
     ]
 
 
-def run_json(argv: Sequence[str], rollout: str) -> tuple[int, dict[str, Any]]:
-    """A `kpt-catalog ... --output json` run: its exit status and document ({} when none)."""
+def _command(argv: Sequence[str], rollout: str) -> tuple[int, dict[str, Any], str]:
+    """A `kpt-catalog ... --output json` run (reading the catalog `rollout` when given): its
+    exit status, its document ({} when none) and its stderr."""
     env = {**os.environ, "NO_COLOR": "1"}
     if rollout:
         env[ROLLOUT_VARIABLE] = rollout
@@ -217,4 +212,10 @@ def run_json(argv: Sequence[str], rollout: str) -> tuple[int, dict[str, Any]]:
         document = json.loads(done.stdout) if done.stdout.strip() else {}
     except ValueError:
         document = {}
-    return done.returncode, document if isinstance(document, dict) else {}
+    return done.returncode, document if isinstance(document, dict) else {}, done.stderr
+
+
+def run_json(argv: Sequence[str], rollout: str) -> tuple[int, dict[str, Any]]:
+    """A `kpt-catalog ... --output json` run: its exit status and document ({} when none)."""
+    code, document, _ = _command(argv, rollout)
+    return code, document
